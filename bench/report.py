@@ -1,0 +1,164 @@
+"""Turn raw benchmark samples into the results JSON and the ``docs/benchmarks.md`` table.
+
+The JSON keeps raw values (seconds, bytes, lines, lines per second) and every sample; only
+:func:`markdown` formats them. Each row is ``{"row", "param", "title", "unit", "better",
+"results": {column: {"median", "min", "max", "n", "samples"} or {... None ..., "reason"}}}``, where
+a column is a driver's name or ``"floor"`` (plain ``subprocess.Popen``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from bench.measure import median_minmax
+
+#: row id -> (title, unit, which direction is better). Order here is the order of the table.
+ROWS: dict[str, tuple[str, str, str]] = {
+    "status": ("status command wall time", "s", "lower"),
+    "start_return": ("start `python -m http.server`: until the command returned", "s", "lower"),
+    "start_port": ("start `python -m http.server`: until the port accepts", "s", "lower"),
+    "crash_pid": ("kill -9 of a managed server: until a new pid", "s", "lower"),
+    "crash_port": ("kill -9 of a managed server: until its port accepts again", "s", "lower"),
+    "stop": ("stop one process: until the command returned", "s", "lower"),
+    "rss": ("daemon memory (VmRSS) with idle processes", "bytes", "lower"),
+    "cpu": ("daemon CPU time with idle processes", "s", "lower"),
+    "log_rate": ("log capture throughput", "lines/s", "higher"),
+    "log_lost": ("log capture: lines lost", "lines", "lower"),
+    "many_start": ("many processes: start all, until the command returned", "s", "lower"),
+    "many_up": ("many processes: start all, until every one has a pid", "s", "lower"),
+    "many_ls": ("many processes: status command wall time", "s", "lower"),
+    "many_stop": ("many processes: stop all, until the command returned", "s", "lower"),
+}
+
+Key = tuple[str, str]  # (row id, param)
+
+
+def summarise(
+    samples: Mapping[Key, Mapping[str, list[float | int]]],
+    reasons: Mapping[str, Mapping[str, str]],
+    columns: list[str],
+    optional: tuple[str, ...] = ("floor",),
+) -> list[dict[str, Any]]:
+    """One row dict per ``(row, param)`` measured, in table order, with a cell per column.
+
+    ``reasons`` maps a row id and a column to why that column has no sample there. A column with
+    no sample gets ``None`` statistics and its reason (else "not measured"), except ``optional``
+    columns, which get no cell at all; a row that nobody measured still appears once, with param
+    "-", so its reasons are kept.
+    """
+    keys = list(samples)
+    keys += [(row_id, "-") for row_id in reasons if not any(k[0] == row_id for k in keys)]
+    order = list(ROWS)
+    keys.sort(key=lambda k: order.index(k[0]))  # stable: params keep the order they ran in
+    rows = []
+    for key in keys:
+        row_id, param = key
+        title, unit, better = ROWS[row_id]
+        cells: dict[str, Any] = {}
+        for column in columns:
+            values = list(samples.get(key, {}).get(column, []))
+            if not values and column in optional and column not in reasons.get(row_id, {}):
+                continue
+            cell = median_minmax(values)
+            cell["samples"] = values
+            if cell["n"] == 0:
+                cell["reason"] = reasons.get(row_id, {}).get(column, "not measured")
+            cells[column] = cell
+        rows.append({"row": row_id, "param": param, "title": title, "unit": unit,
+                     "better": better, "results": cells})
+    return rows
+
+
+def fmt(value: float | int | None, unit: str) -> str:
+    """A raw value in ``unit`` as short human text ("12 ms", "34.5 MiB", "210k lines/s")."""
+    if value is None:
+        return "–"
+    if unit == "s":
+        if value < 0.01:
+            return f"{value * 1000:.1f} ms"
+        if value < 1:
+            return f"{value * 1000:.0f} ms"
+        return f"{value:.2f} s"
+    if unit == "bytes":
+        return f"{value / 2**20:.1f} MiB"
+    if unit == "lines/s":
+        return f"{value / 1000:.0f}k/s"
+    return f"{value:,.0f}"
+
+
+def _cell(cell: Mapping[str, Any] | None, unit: str) -> str:
+    if cell is None:
+        return ""
+    if cell["n"] == 0:
+        return f"null ({cell['reason']})" if cell.get("reason") else "–"
+    text = fmt(cell["median"], unit)
+    if cell["n"] > 1:
+        text += f" ({fmt(cell['min'], unit)} – {fmt(cell['max'], unit)})"
+    return text
+
+
+def _ratio(tsm: Mapping[str, Any], peer: Mapping[str, Any]) -> str:
+    a, b = tsm.get("median"), peer.get("median")
+    if a is None or b is None or b == 0:
+        return "–"
+    return f"{a / b:.2f}"
+
+
+def markdown(result: Mapping[str, Any]) -> str:
+    """The whole ``docs/benchmarks.md`` page for one results document."""
+    columns: list[str] = result["columns"]
+    peers = [c for c in columns if c not in ("tsm", "floor")]
+    with_tsm = "tsm" in columns
+    drivers = result["drivers"]
+    machine = result["machine"]
+    plan = result["plan"]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Generated by `bench/run.py{' --quick' if result['quick'] else ''}` on {result['date']} "
+        f"({plan['reps']} repetition(s) per row, the tools taken in turns A B C A B C). "
+        "Each cell is the median, with min – max over the samples in brackets. "
+        "Lower is better except for throughput.",
+        "",
+        f"Machine: {machine['cpus']} cores, {machine['memory_bytes'] / 2**30:.0f} GiB, "
+        f"{machine['platform']}, Python {machine['python']}, node {machine['node']}.",
+        "Tools: " + ", ".join(f"{name} {info['version']}" for name, info in drivers.items()) + ". "
+        "Peers keep their defaults (see `bench/peers.py`): PM2 stops with SIGINT and kills after "
+        "1.6 s; supervisor stops with SIGTERM and kills after 10 s, counts a process RUNNING after "
+        "`startsecs` = 1 s and has log rotation turned off here. Every child is the real Python "
+        "binary (not a pyenv shim).",
+        "",
+    ]
+    if not with_tsm:
+        lines += ["The tsm_notebook driver (`bench/tsm_driver.py`) was not part of this run, so the "
+                  "tsm/peer ratio columns are left out.", ""]
+    header = ["what", "case"] + columns + [f"tsm/{p}" for p in peers if with_tsm]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for row in result["rows"]:
+        unit = row["unit"]
+        cells = [row["title"] + (" (higher is better)" if row["better"] == "higher" else ""), row["param"]]
+        cells += [_cell(row["results"].get(c), unit) for c in columns]
+        if with_tsm:
+            cells += [_ratio(row["results"]["tsm"], row["results"][p]) for p in peers]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "How each row is taken:",
+        "",
+        "* status: wall time of the whole status command (`pm2 ls`, `supervisorctl status`, "
+        "`tsm ls`), interpreter start-up included, with N idle sleepers under the daemon.",
+        "* start: cold = daemon down, clock from bringing it up (`pm2 ping`, `supervisord`) through "
+        "the start command; warm = daemon already up. \"port accepts\" polls a TCP connect. The "
+        "floor is `subprocess.Popen` of the same server.",
+        "* kill -9: the clock starts at the signal; \"new pid\" is the first look at a different pid "
+        "reported by the manager, \"port\" waits for the old pid to be gone, then polls the port.",
+        "* stop: one sleeper that exits on SIGTERM/SIGINT, one that ignores both.",
+        "* daemon memory and CPU: VmRSS and user+system CPU of the daemon process alone.",
+        "* log capture: a child writes N numbered 60-byte lines, one `write` per line or packed "
+        "into 64 KiB writes; throughput is N over the time from its first write to the last growth "
+        "of the manager's log file; lost = N minus the distinct intact lines found in the log.",
+        "",
+    ]
+    return "\n".join(lines)

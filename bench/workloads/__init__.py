@@ -1,0 +1,1 @@
+"""Tiny child programs the benchmark runs under each process manager (run as scripts, by path)."""

@@ -1,0 +1,161 @@
+"""The benchmark's peer side on real daemons: PM2 7.0.4 and supervisor 4.3.0, and the harness.
+
+The first run installs both peers into ``bench/.cache/`` (npm and pip, a few seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import measure  # noqa: E402
+from bench.driver import Driver  # noqa: E402
+from bench.peers import PM2Driver, SupervisorDriver  # noqa: E402
+
+PYTHON = os.path.realpath(sys.executable)
+SLEEPER = [PYTHON, str(ROOT / "bench" / "workloads" / "sleeper.py")]
+
+
+def processes_under(path: Path) -> list[psutil.Process]:
+    """Live processes whose command line or working directory mentions ``path``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "cwd", "status"]):
+        info = proc.info
+        if info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        text = " ".join(info["cmdline"] or []) + " " + (info["cwd"] or "")
+        if str(path) in text:
+            found.append(proc)
+    return found
+
+
+def kill_all(procs: list[psutil.Process]) -> None:
+    """SIGKILL ``procs`` (psutil refuses a reused pid) and wait until they are gone."""
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    measure.wait_gone([p.pid for p in procs], 10)
+
+
+@pytest.fixture(params=[PM2Driver, SupervisorDriver], ids=["pm2", "supervisor"])
+def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
+    d: Driver = request.param()
+    d.setup(tmp_path)
+    yield d
+    d.shutdown()  # a second shutdown is harmless; after a failure it cleans up
+    left = processes_under(tmp_path)
+    kill_all(left)
+    assert not left, f"left running: {[p.pid for p in left]}"
+
+
+def test_driver_starts_lists_stops_and_shuts_down_clean(driver: Driver, tmp_path: Path) -> None:
+    driver.start_daemon()
+    daemon = driver.daemon_pid()
+    assert measure.pid_alive(daemon)
+
+    assert driver.start("one", SLEEPER) > 0
+    assert driver.start_many([("two", SLEEPER)]) > 0
+    measure.wait_until(lambda: all(driver.pids(["one", "two"]).values()), 15, "two pids")
+    pids = driver.pids(["one", "two"])
+    for pid in pids.values():
+        assert psutil.Process(pid).ppid() == daemon  # the daemon is the parent, not a shell
+        assert psutil.Process(pid).cmdline() == SLEEPER
+
+    listing = subprocess.run(driver.list_cmd(), env=driver.env, capture_output=True, text=True, timeout=60)
+    assert listing.returncode in driver.list_ok, listing.stderr
+    assert "one" in listing.stdout and "two" in listing.stdout
+
+    assert driver.stop("one") > 0
+    measure.wait_gone([pids["one"]], 10)
+    assert driver.pid("one") is None
+    assert measure.pid_alive(pids["two"])
+
+    driver.stop_all()
+    measure.wait_gone([pids["two"]], 10)
+    driver.delete_all()
+
+    driver.start("three", SLEEPER)  # left running: shutdown must take it down
+    measure.wait_until(lambda: driver.pid("three"), 15, "three's pid")
+    three = driver.pid("three")
+    assert three is not None
+    driver.shutdown()
+    assert not measure.pid_alive(daemon)
+    assert not measure.pid_alive(three)
+    assert driver.leftovers == []  # the manager itself stopped everything
+    assert processes_under(tmp_path) == []
+
+
+def test_harness_quick_run_writes_results_and_table(tmp_path: Path) -> None:
+    out_json, out_md, work = tmp_path / "r.json", tmp_path / "b.md", tmp_path / "w"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--drivers", "pm2,supervisor",
+         "--groups", "start,crash,log,many", "--json", str(out_json), "--markdown", str(out_md),
+         "--workdir", str(work)],
+        capture_output=True, text=True, timeout=240,
+    )
+    left = processes_under(work)
+    kill_all(left)
+    assert done.returncode == 0, done.stderr
+    assert not left, f"the harness left running: {[p.pid for p in left]}"
+
+    result = json.loads(out_json.read_text())
+    assert result["errors"] == [], result["errors"]
+    assert result["columns"] == ["pm2", "supervisor", "floor"]
+    rows = {(r["row"], r["param"]): r["results"] for r in result["rows"]}
+    for key in [("start_port", "cold"), ("start_port", "warm"), ("crash_pid", "SIGKILL"),
+                ("crash_port", "SIGKILL"), ("many_up", "5 processes")]:
+        for peer in ("pm2", "supervisor"):
+            assert 0 < rows[key][peer]["median"] < 30, (key, peer)
+    assert 0 < rows[("start_port", "cold")]["floor"]["median"] < 30
+    for mode in ("line", "block"):
+        for peer in ("pm2", "supervisor"):
+            assert rows[("log_lost", f"20,000 lines, {mode}")][peer]["median"] == 0
+            assert rows[("log_rate", f"20,000 lines, {mode}")][peer]["median"] > 1000
+
+    page = out_md.read_text()
+    assert "| what | case | pm2 | supervisor | floor |" in page
+    assert "kill -9 of a managed server" in page
+
+
+def test_wait_port_times_a_real_listener_and_times_out_without_one() -> None:
+    port = measure.free_port()
+    with pytest.raises(TimeoutError):
+        measure.wait_port(port, 0.05)
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen()
+        assert 0 <= measure.wait_port(port, 5) < 5
+
+
+def test_wait_pid_change_returns_the_new_value() -> None:
+    started = time.monotonic()
+    waited, new = measure.wait_pid_change(lambda: 7 if time.monotonic() - started > 0.02 else 3, 3, 5)
+    assert new == 7 and waited >= 0.02
+    with pytest.raises(TimeoutError):
+        measure.wait_pid_change(lambda: None, 3, 0.05)
+
+
+def test_median_minmax_and_process_readings() -> None:
+    assert measure.median_minmax([3, None, 1, 2]) == {"median": 2, "min": 1, "max": 3, "n": 3}
+    assert measure.median_minmax([None])["median"] is None
+    assert measure.rss(os.getpid()) > 1 << 20
+    assert measure.cpu_seconds(os.getpid()) > 0
+    assert measure.wall([PYTHON, "-c", "pass"]) > 0
+    with pytest.raises(subprocess.CalledProcessError):
+        measure.wall([PYTHON, "-c", "raise SystemExit(3)"])
+    assert measure.wall([PYTHON, "-c", "raise SystemExit(3)"], ok=(0, 3)) > 0
