@@ -44,9 +44,9 @@ def parse_request(line: bytes) -> dict[str, Any]:
     return msg
 
 
-def reply_ok(rid: Any, result: Any) -> bytes:
-    return encode({"v": PROTOCOL, "id": rid, "ok": True, "result": result, "daemon": __version__})
+def reply_ok(rid: Any, result: Any, version: str = __version__) -> bytes:
+    return encode({"v": PROTOCOL, "id": rid, "ok": True, "result": result, "daemon": version})
 
 
-def reply_error(rid: Any, exc: TsmError) -> bytes:
-    return encode({"v": PROTOCOL, "id": rid, "ok": False, "error": exc.to_reply(), "daemon": __version__})
+def reply_error(rid: Any, exc: TsmError, version: str = __version__) -> bytes:
+    return encode({"v": PROTOCOL, "id": rid, "ok": False, "error": exc.to_reply(), "daemon": version})

@@ -1,0 +1,197 @@
+"""The ``tsm`` command line: parse, call the daemon through the client, print text.
+
+Exit codes: 0 success, 1 a failed action (unknown process, port in use, daemon error), 2 bad
+usage. Errors are one line on stderr. Start-up stays light: no pandas, IPython or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from . import commands, render
+from .client import Client
+from .errors import TsmError, UsageError
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def cmd_start(c: Client, ns) -> int:
+    spec = commands.spec_from_args(ns)
+    row = commands.start(c, spec)
+    print(render.started(row))
+    return 0
+
+
+def _each(action: str, verb: str) -> Callable[[Client, Any], int]:
+    def run(c: Client, ns) -> int:
+        rows = c.call(action, target=ns.target)
+        for r in rows:
+            print(f"{verb}: {r['name']} (TSM ID: {r['tsm_id']}, status: {r['status']})" if isinstance(r, dict) else f"{verb}: {r}")
+        return 0
+
+    return run
+
+
+def cmd_ls(c: Client, ns) -> int:
+    rows = c.call("ls", all=ns.all)
+    if ns.json:
+        _print_json(rows)
+    else:
+        print(render.ls(rows))
+    return 0
+
+
+def cmd_describe(c: Client, ns) -> int:
+    rows = c.call("describe", target=ns.target)
+    if ns.json:
+        _print_json(rows if ns.target == "all" else rows[0])
+    else:
+        print("\n\n".join(render.describe(r) for r in rows))
+    return 0
+
+
+def cmd_logs(c: Client, ns) -> int:
+    from . import logread
+
+    if ns.target == "rotate" and ns.rest:
+        for name in c.call("rotate", target=ns.rest):
+            print(f"Rotated: {name}")
+        return 0
+    if ns.rest:
+        raise UsageError(f"tsm logs: unexpected argument {ns.rest!r}")
+    rows = c.call("describe", target=ns.target)
+    stream = "out" if ns.out else "err" if ns.err else "both"
+    since = logread.parse_since(ns.since) if ns.since else None
+    many = len(rows) > 1
+    if ns.follow and many:
+        raise UsageError("tsm logs --follow follows one process at a time")
+    for r in rows:
+        directory = Path(r["dir"])
+        for line in logread.tail(directory, stream=stream, lines=ns.lines, since=since):
+            _print_line(r["name"] if many else None, line, ns)
+    sys.stdout.flush()
+    if ns.follow:
+        try:
+            for line in logread.follow(Path(rows[0]["dir"]), stream=stream):
+                _print_line(None, line, ns)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _print_line(name: str | None, line, ns) -> None:
+    if ns.json:
+        print(json.dumps({"name": name, "stream": line.stream, "time": line.time, "text": line.text}))
+    elif ns.raw:
+        sys.stdout.buffer.write(line.raw + b"\n")
+    else:
+        label = f"{name}|{line.stream}" if name else line.stream
+        print(f"{label} | {line.text}")
+
+
+def cmd_flush(c: Client, ns) -> int:
+    for name in c.call("flush", target=ns.target):
+        print(f"Flushed: {name}")
+    return 0
+
+
+def cmd_ping(c: Client, ns) -> int:
+    info = c.call("ping")
+    print(f"pong: daemon pid {info['pid']}, version {info['version']}, {info['processes']} processes, home {info['home']}")
+    return 0
+
+
+def cmd_kill(c: Client, ns) -> int:
+    pid = c.kill()
+    print("no daemon was running" if pid is None else f"Daemon stopped (pid {pid}), with every process")
+    return 0
+
+
+def cmd_update(c: Client, ns) -> int:
+    r = commands.update(c)
+    print(f"Daemon restarted: pid {r['old_pid']} -> {r['new_pid']} (version {r['version']}); kept {len(r['processes'])} processes")
+    return 0
+
+
+def cmd_save(c: Client, ns) -> int:
+    r = c.call("dump")
+    print(f"Saved {r['count']} processes to {r['path']}")
+    return 0
+
+
+def cmd_resurrect(c: Client, ns) -> int:
+    r = c.call("resurrect")
+    for name in r["started"]:
+        print(f"Started: {name}")
+    for name in r["skipped"]:
+        print(f"Already running: {name}")
+    for name, msg in r["failed"].items():
+        print(f"Failed: {name}: {msg}", file=sys.stderr)
+    return 1 if r["failed"] else 0
+
+
+def cmd_patrol(c: Client, ns) -> int:
+    r = c.call("patrol")
+    if ns.json:
+        _print_json(r)
+        return 0
+    if not r["found"]:
+        print("patrol: all consistent")
+    for f in r["found"]:
+        print(f"found: {f}")
+    for f in r["fixed"]:
+        print(f"fixed: {f}")
+    return 0
+
+
+HANDLERS: dict[str, Callable[[Client, Any], int]] = {
+    "start": cmd_start,
+    "stop": _each("stop", "Stopped"),
+    "restart": _each("restart", "Restarted"),
+    "delete": _each("delete", "Deleted"),
+    "ls": cmd_ls,
+    "describe": cmd_describe,
+    "logs": cmd_logs,
+    "flush": cmd_flush,
+    "ping": cmd_ping,
+    "kill": cmd_kill,
+    "update": cmd_update,
+    "save": cmd_save,
+    "resurrect": cmd_resurrect,
+    "patrol": cmd_patrol,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``tsm`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        ns = commands.parse(argv)
+        handler = HANDLERS.get(ns.cmd)
+        if handler is None:
+            raise UsageError(f"tsm {ns.cmd}: not available in this version")
+        with Client(ns.home, autostart=ns.cmd != "kill") as c:
+            return handler(c, ns)
+    except commands.Help as h:
+        print(h.text, end="")
+        return 0
+    except UsageError as exc:
+        print(f"tsm: {exc.message}", file=sys.stderr)
+        return 2
+    except TsmError as exc:
+        print(f"tsm: {type(exc).__name__}: {exc.message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

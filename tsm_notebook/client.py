@@ -1,0 +1,192 @@
+"""The synchronous client: one Unix socket, blocking calls with timeouts.
+
+It works inside a running Jupyter kernel (no asyncio), starts the daemon on demand, and turns the
+daemon's error replies back into the exceptions of :mod:`tsm_notebook.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import DaemonError, DaemonNotRunning, ProtocolError, VersionMismatch, from_reply
+from .paths import Home
+from .procs import pid_alive
+from .protocol import request
+
+#: commands that work whatever the daemon's version (so a mismatch can be fixed)
+VERSION_FREE = frozenset({"ping", "kill", "dump"})
+START_TIMEOUT = 15.0
+
+
+class Client:
+    """A connection to the daemon of one TSM home.
+
+    ``call(cmd, **args)`` sends one request and returns its result. ``autostart`` starts the daemon
+    when none answers. ``timeout`` (seconds) bounds every socket wait; stops and starts can take
+    ``kill_timeout`` or the launch window, so the default is generous.
+    """
+
+    def __init__(self, home: str | os.PathLike[str] | Home | None = None, *, autostart: bool = True, timeout: float = 120.0):
+        self.home = home if isinstance(home, Home) else Home.resolve(home)
+        self.autostart = autostart
+        self.timeout = timeout
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._rid = 0
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> socket.socket:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        try:
+            s.connect(str(self.home.socket))
+        except OSError:
+            s.close()
+            raise
+        return s
+
+    def connect(self) -> None:
+        """Connect, starting the daemon first when allowed and needed."""
+        if self._sock is not None:
+            return
+        try:
+            self._sock = self._connect()
+            return
+        except (FileNotFoundError, ConnectionRefusedError):
+            if not self.autostart:
+                raise DaemonNotRunning(f"no daemon is running for {self.home.root}") from None
+        except OSError as exc:
+            raise DaemonError(f"cannot reach the daemon at {self.home.socket}: {exc}") from None
+        self._sock = self._start_daemon()
+
+    def _start_daemon(self) -> socket.socket:
+        self.home.ensure()
+        env = dict(os.environ)
+        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        launcher = subprocess.Popen(
+            [sys.executable, "-m", "tsm_notebook.daemon", "--home", str(self.home.root)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            start_new_session=True, env=env, close_fds=True,
+        )
+        deadline = time.monotonic() + START_TIMEOUT
+        err = b""
+        while time.monotonic() < deadline:
+            try:
+                s = self._connect()
+                launcher.wait(timeout=5)
+                return s
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+            if launcher.poll() is not None and launcher.returncode != 0:
+                err = launcher.stderr.read() if launcher.stderr else b""
+                if launcher.returncode != 3:  # 3: another daemon won the race; keep trying it
+                    break
+            time.sleep(0.005)
+        if launcher.poll() is None:
+            launcher.kill()
+        launcher.wait()
+        detail = err.decode(errors="replace").strip() or f"see {self.home.daemon_log}"
+        raise DaemonError(f"the daemon did not start for {self.home.root}: {detail}")
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+            self._buf = b""
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ requests
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        """Send one request; return its result or raise the error the daemon replied with."""
+        for attempt in (0, 1):
+            self.connect()
+            assert self._sock is not None
+            self._rid += 1
+            try:
+                self._sock.sendall(request(cmd, args, self._rid))
+                line = self._readline()
+                break
+            except (BrokenPipeError, ConnectionResetError, EOFError):
+                # a daemon that went away between calls: reconnect once (it restarts on demand)
+                self.close()
+                if attempt or cmd == "kill":
+                    raise DaemonError(f"the daemon closed the connection during {cmd!r}") from None
+            except socket.timeout:
+                self.close()
+                raise DaemonError(f"the daemon did not answer {cmd!r} within {self.timeout:.0f}s") from None
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise ProtocolError("malformed reply from the daemon") from None
+        daemon_version = reply.get("daemon")
+        if daemon_version != __version__ and cmd not in VERSION_FREE:
+            raise VersionMismatch(
+                f"the daemon runs tsm_notebook {daemon_version}, this client is {__version__}: "
+                "run `tsm update` to restart the daemon keeping the processes",
+                daemon=daemon_version, client=__version__,
+            )
+        if not reply.get("ok"):
+            raise from_reply(reply.get("error") or {})
+        return reply.get("result")
+
+    def _readline(self) -> bytes:
+        assert self._sock is not None
+        while b"\n" not in self._buf:
+            chunk = self._sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self._buf += chunk
+        line, _, self._buf = self._buf.partition(b"\n")
+        return line
+
+    def running(self) -> bool:
+        """True when a daemon answers for this home (never starts one)."""
+        if self._sock is not None:
+            return True
+        try:
+            self._connect().close()
+            return True
+        except OSError:
+            return False
+
+    def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
+        """Stop every process and the daemon; wait until its pid is gone. Returns that pid."""
+        if not self.running():
+            return None
+        pid = self.call("kill", keep=keep)["pid"]
+        self.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                break
+            time.sleep(0.01)
+        else:
+            raise DaemonError(f"the daemon (pid {pid}) did not exit within {timeout:.0f}s")
+        # the socket file goes with the daemon; wait for it so the next start is clean
+        while self.home.socket.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return pid
+
+
+def daemon_status(home: Home) -> dict[str, Any] | None:
+    """The daemon's status file, or None."""
+    try:
+        return json.loads(home.status_file.read_text())
+    except (OSError, ValueError):
+        return None

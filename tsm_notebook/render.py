@@ -1,0 +1,114 @@
+"""Text renderers: the only place raw values (seconds, bytes) become ``12s`` or ``34.5 MB``."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Iterable, Sequence
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``3h``, ``2d`` (PM2's style); ``-`` for unknown."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def size(n: int | None) -> str:
+    """Bytes as ``512 B``, ``34.5 MB`` (powers of 1024); ``-`` for unknown."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TB"
+
+
+def percent(p: float | None) -> str:
+    return "-" if p is None else f"{p:.1f}%"
+
+
+def when(t: float | None) -> str:
+    """Epoch seconds as local ISO time to the second."""
+    if t is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A plain aligned table with a dashed rule under the headers, like the seed's ``tsm ls``."""
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+LS_HEADERS = ("ID", "Name", "Env", "PID", "Port", "Status", "Uptime", "CPU", "Mem", "Restarts")
+
+
+def ls_row(r: dict[str, Any]) -> list[Any]:
+    env = r.get("env_file") or ""
+    return [
+        r["tsm_id"], r["name"], env.rsplit("/", 1)[-1] if env else "-", r.get("pid") or "-",
+        r.get("port") or "-", r["status"], duration(r.get("uptime")), percent(r.get("cpu")),
+        size(r.get("memory")), r.get("restarts", 0),
+    ]
+
+
+def ls(rows: list[dict[str, Any]]) -> str:
+    """The ``tsm ls`` table."""
+    return table(LS_HEADERS, [ls_row(r) for r in rows])
+
+
+def describe(r: dict[str, Any]) -> str:
+    """A ``tsm describe`` card as aligned ``key  value`` lines."""
+    items = [
+        ("name", r["name"]), ("tsm_id", r["tsm_id"]), ("status", r["status"]), ("pid", r.get("pid") or "-"),
+        ("port", r.get("port") or "-"), ("listening", ", ".join(map(str, r.get("listen_ports") or [])) or "-"),
+        ("command", r["command"]), ("argv", " ".join(r.get("argv") or [])), ("cwd", r["cwd"]),
+        ("type", r.get("type")), ("interpreter", r.get("interpreter") or "-"), ("env file", r.get("env_file") or "-"),
+        ("env keys", ", ".join(r.get("env_keys") or []) or "-"),
+        ("uptime", duration(r.get("uptime"))), ("started", when(r.get("start_time"))),
+        ("created", when(r.get("created"))), ("restarts", r.get("restarts")),
+        ("unstable restarts", r.get("unstable_restarts")),
+        ("last exit", _exit(r)), ("cpu", percent(r.get("cpu"))), ("memory", size(r.get("memory"))),
+        ("autorestart", r.get("autorestart")), ("max restarts", r.get("max_restarts")),
+        ("min uptime", f"{r.get('min_uptime')}s"), ("restart delay", f"{r.get('restart_delay')}s"),
+        ("exp backoff", f"{r['exp_backoff']}s" if r.get("exp_backoff") else "-"),
+        ("max memory", size(r.get("max_memory")) if r.get("max_memory") else "-"),
+        ("kill timeout", f"{r.get('kill_timeout')}s"), ("stop signal", r.get("stop_signal")),
+        ("out log", r.get("out_log")), ("err log", r.get("err_log")),
+    ]
+    for key, value in (r.get("problems") or {}).items():
+        items.append((f"problem ({key})", value))
+    width = max(len(k) for k, _ in items)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
+
+
+def _exit(r: dict[str, Any]) -> str:
+    if r.get("exit_signal") is not None:
+        import signal
+
+        try:
+            return signal.Signals(r["exit_signal"]).name
+        except ValueError:
+            return f"signal {r['exit_signal']}"
+    if r.get("exit_code") is not None:
+        return f"code {r['exit_code']}"
+    return "-"
+
+
+def started(r: dict[str, Any]) -> str:
+    """The seed's start line."""
+    port = r.get("port")
+    return f"Started: {r['name']} (TSM ID: {r['tsm_id']}, PID: {r.get('pid') or '-'}, Port: {port if port is not None else '-'})"

@@ -1,0 +1,713 @@
+"""The daemon's process table: spawning children, capturing their output, reaping them, and the
+restart policy. Runs on the daemon's asyncio loop; nothing here blocks for long.
+
+Every child runs in its own session (so its process group id is its pid); the daemon is every
+child's parent and, being a child subreaper, also reaps orphaned grandchildren. Exits are learned
+from SIGCHLD at once, with the real exit code or signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import errno
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from . import states
+from .config import Config
+from .errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
+from .logwriter import LogWriter
+from .paths import Home, write_json_atomic
+from .ports import accepts, first_free, holder, is_free, listening, tree_pids
+from .logread import tail
+from .spec import LaunchSpec, final_name
+
+log = logging.getLogger("tsm.daemon")
+
+PIPE_SIZE = 1 << 20
+READ_SIZE = 1 << 20
+F_SETPIPE_SZ = 1031
+EXP_BACKOFF_CAP = 15.0
+STABLE_RESET = 30.0
+
+
+def set_subreaper() -> None:
+    """Make orphaned grandchildren reparent to this process so the daemon reaps them (Linux)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _signum(name: str) -> int:
+    return int(getattr(signal, name))
+
+
+@dataclass
+class Run:
+    """One execution of a managed process: its pid, pipes and exit."""
+
+    pid: int
+    popen: subprocess.Popen
+    started: float
+    create_time: float | None
+    fds: dict[str, int] = field(default_factory=dict)  # stream -> read fd still open
+    exited: asyncio.Future | None = None  # resolves to the wait status
+    pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    launch_waiting: bool = False  # a start request is waiting on this run and reports its death
+
+
+class Managed:
+    """One named process: its spec, its metadata, its log writers, its current run."""
+
+    def __init__(self, tsm_id: int, name: str, spec: LaunchSpec, env: dict[str, str], directory: Path, config: Config):
+        self.tsm_id = tsm_id
+        self.name = name
+        self.spec = spec
+        self.env = env
+        self.dir = directory
+        self.status: str | None = None
+        self.run: Run | None = None
+        self.restarts = 0
+        self.unstable_restarts = 0
+        self.consecutive_unstable = 0
+        self.consecutive_crashes = 0
+        self.created = time.time()
+        self.start_time: float | None = None
+        self.exit_code: int | None = None
+        self.exit_signal: int | None = None
+        self.port: int | None = spec.port
+        self.listen_ports: list[int] = []
+        self.interpreter = spec.interpreter
+        self.restart_timer: asyncio.TimerHandle | None = None
+        self.problems: dict[str, str] = {}
+        self.busy = asyncio.Lock()  # serialises stop/start/restart/delete of this process
+        self.writers = {
+            stream: LogWriter(
+                directory,
+                stream,
+                max_size=spec.log_max_size or config.log_max_size,
+                rotate_every=config.log_rotate_every or None,
+                retain=spec.log_retain if spec.log_retain is not None else config.log_retain,
+                max_age=config.log_max_age,
+                compress=config.log_compress if spec.log_compress is None else spec.log_compress,
+                timestamps=spec.time,
+            )
+            for stream in ("out", "err")
+        }
+        self.stalled: dict[int, str] = {}  # fd -> stream, reading paused for back-pressure
+
+    @property
+    def pid(self) -> int | None:
+        return self.run.pid if self.run and self.status in states.ALIVE else None
+
+    def meta(self) -> dict[str, Any]:
+        """The small dict written to ``meta.json`` (no environment dump)."""
+        s = self.spec
+        return {
+            "tsm_id": self.tsm_id,
+            "name": self.name,
+            "pid": self.pid,
+            "command": s.command,
+            "argv": s.argv,
+            "shell": s.shell,
+            "port": self.port,
+            "cwd": s.cwd,
+            "interpreter": self.interpreter,
+            "type": s.type,
+            "env_file": s.env_file,
+            "status": self.status,
+            "start_time": self.start_time,
+            "created": self.created,
+            "restarts": self.restarts,
+            "unstable_restarts": self.unstable_restarts,
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "listen_ports": self.listen_ports,
+            "pid_create_time": self.run.create_time if self.run and self.pid else None,
+            "autorestart": s.autorestart,
+            "max_restarts": s.max_restarts,
+            "min_uptime": s.min_uptime,
+            "restart_delay": s.restart_delay,
+            "exp_backoff": s.exp_backoff,
+            "max_memory": s.max_memory,
+            "kill_timeout": s.kill_timeout,
+            "stop_signal": s.stop_signal,
+            "time": s.time,
+            "problems": dict(self.problems) or None,
+        }
+
+
+class Supervisor:
+    """The table of managed processes and every action on them.
+
+    ``on_event(managed, event, **fields)`` is called for every lifecycle event (the daemon writes
+    them to the history); it must not block.
+    """
+
+    def __init__(self, home: Home, config: Config, *, on_event: Callable[..., None],
+                 tree_rss: Callable[[int], int | None], clock: Callable[[], float] = time.time):
+        self.home = home
+        self.tree_rss = tree_rss
+        self.config = config
+        self.on_event = on_event
+        self.clock = clock
+        self.procs: dict[str, Managed] = {}
+        self.by_pid: dict[int, tuple[Managed, Run]] = {}
+        self.loop = asyncio.get_running_loop()
+        self.next_id = self._load_next_id()
+        self.problems: list[str] = []  # home-level problems (corrupt metadata, ...)
+
+    # ------------------------------------------------------------------ ids, lookup, persistence
+
+    def _load_next_id(self) -> int:
+        try:
+            n = int(self.home.next_id_file.read_text().strip())
+        except (OSError, ValueError):
+            n = 0
+        return n
+
+    def _take_id(self) -> int:
+        used = {m.tsm_id for m in self.procs.values()}
+        n = self.next_id
+        while n in used:
+            n += 1
+        self.next_id = n + 1
+        tmp = self.home.next_id_file.with_suffix(".tmp")
+        tmp.write_text(str(self.next_id))
+        os.replace(tmp, self.home.next_id_file)
+        return n
+
+    def resolve(self, target: Any) -> list[Managed]:
+        """The processes a target names: ``all``, a tsm_id, or a name. Raises ProcessNotFound."""
+        if target is None or target == "":
+            raise UsageError("a target is needed: a name, a tsm_id or 'all'")
+        t = str(target)
+        if t == "all":
+            return sorted(self.procs.values(), key=lambda m: m.tsm_id)
+        if t in self.procs:
+            return [self.procs[t]]
+        if t.isdigit():
+            for m in self.procs.values():
+                if m.tsm_id == int(t):
+                    return [m]
+            raise ProcessNotFound(f"no process with tsm_id {t}", target=t)
+        raise ProcessNotFound(f"no process named {t!r}", target=t)
+
+    def save_meta(self, m: Managed) -> None:
+        try:
+            write_json_atomic(m.dir / "meta.json", m.meta())
+            pidfile = m.dir / f"{m.name}.pid"
+            if m.pid:
+                pidfile.write_text(f"{m.pid}\n")
+            else:
+                pidfile.unlink(missing_ok=True)
+        except OSError as exc:
+            m.problems["meta"] = f"cannot write meta.json: {exc.strerror or exc}"
+            log.warning("%s: %s", m.name, m.problems["meta"])
+
+    def set_status(self, m: Managed, new: str, event: str | None = None, **fields: Any) -> None:
+        """The one place a status changes: check the transition, persist, record the event."""
+        old = m.status
+        m.status = states.check(old, new)
+        self.save_meta(m)
+        if event:
+            self.on_event(m, event, **fields)
+
+    # ------------------------------------------------------------------ create / start
+
+    def _port_for(self, spec: LaunchSpec) -> int | None:
+        port = spec.port
+        if port is None and "PORT" in spec.env:
+            try:
+                port = int(spec.env["PORT"])
+            except ValueError:
+                raise UsageError(f"PORT={spec.env['PORT']!r} in the environment is not a number") from None
+        return port
+
+    def _check_port(self, port: int, *, exclude: Managed | None = None) -> None:
+        if is_free(port):
+            return
+        pid, cmd = holder(port)
+        owner = self.owner_of(pid) if pid else None
+        if owner is not None and owner is exclude:
+            return
+        if owner is not None:
+            msg = f"port {port} is in use by {owner.name} (TSM ID {owner.tsm_id}, PID {pid}: {cmd})"
+        elif pid:
+            msg = f"port {port} is in use by PID {pid}: {cmd}"
+        else:
+            msg = f"port {port} is in use"
+        raise PortInUse(msg, port=port, pid=pid, command=cmd)
+
+    def owner_of(self, pid: int | None) -> Managed | None:
+        """The managed process whose tree contains ``pid``."""
+        if not pid:
+            return None
+        for m in self.procs.values():
+            if m.pid and pid in tree_pids(m.pid):
+                return m
+        return None
+
+    async def create(self, spec: LaunchSpec, env: dict[str, str]) -> Managed:
+        """Validate, create the directory and metadata, spawn, wait for the launch window."""
+        port = self._port_for(spec)
+        if port is not None and spec.port_search:
+            found = first_free(port)
+            if found is None:
+                raise PortInUse(f"no free port at or above {port}", port=port)
+            port = found
+        name = final_name(spec.name or "proc", port)
+        existing = self.procs.get(name)
+        if existing is not None and existing.status not in (states.STOPPED, states.ERRORED):
+            raise ProcessExists(
+                f"process {name!r} already exists ({existing.status}, TSM ID {existing.tsm_id}): "
+                f"use `tsm restart {name}`, or another --name",
+                name=name,
+            )
+        if port is not None:
+            self._check_port(port)
+        if spec.wait_port and port is None:
+            raise UsageError("--wait-port needs a port: give --port, PORT in the env, or a port in the command")
+        if existing is not None:
+            # re-running start for a stopped or errored name replaces its definition (as PM2 does)
+            m = existing
+            async with m.busy:
+                write_json_atomic(m.dir / "spec.json", spec.to_dict())
+                write_json_atomic(m.dir / "env.json", env, mode=0o600)
+                m.spec, m.env, m.port = spec, env, port
+                m.interpreter = spec.interpreter
+                m.consecutive_unstable = m.consecutive_crashes = 0
+                await self._launch(m, event="start")
+            return m
+        directory = self.home.process_dir(name)
+        tsm_id = self._take_id()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(directory / "env.json", env, mode=0o600)
+            write_json_atomic(directory / "spec.json", spec.to_dict())
+            m = Managed(tsm_id, name, spec, env, directory, self.config)
+        except OSError as exc:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise TsmError(f"cannot create {directory}: {exc}") from None
+        m.port = port
+        self.procs[name] = m
+        try:
+            async with m.busy:
+                await self._launch(m, event="start")
+        except UsageError:
+            # the command could not even be executed: leave nothing behind
+            self.procs.pop(name, None)
+            for w in m.writers.values():
+                w.close()
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return m
+
+    def _child_env(self, m: Managed) -> dict[str, str]:
+        env = dict(m.env)
+        env.update(m.spec.env)
+        if m.port is not None:
+            env["PORT"] = str(m.port)
+        if m.spec.type == "python":
+            env["PYTHONUNBUFFERED"] = "1"
+        env["TSM_NAME"] = m.name
+        env["TSM_ID"] = str(m.tsm_id)
+        env["TSM_HOME"] = str(self.home.root)
+        return env
+
+    def _spawn(self, m: Managed) -> Run:
+        spec = m.spec
+        pipes = {}
+        try:
+            for stream in ("out", "err"):
+                r, w = os.pipe()
+                pipes[stream] = (r, w)
+                try:
+                    fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
+                except OSError:
+                    pass
+            try:
+                popen = subprocess.Popen(
+                    spec.argv,
+                    cwd=spec.cwd,
+                    env=self._child_env(m),
+                    stdin=subprocess.DEVNULL,
+                    stdout=pipes["out"][1],
+                    stderr=pipes["err"][1],
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except FileNotFoundError as exc:
+                missing = exc.filename if exc.filename and exc.filename != spec.cwd else spec.argv[0]
+                if not Path(spec.cwd).is_dir():
+                    raise UsageError(f"cwd {spec.cwd!r} does not exist") from None
+                raise UsageError(f"command not found: {missing}") from None
+            except PermissionError:
+                raise UsageError(f"permission denied: {spec.argv[0]}") from None
+            except OSError as exc:
+                raise UsageError(f"cannot execute {spec.argv[0]}: {exc.strerror or exc}") from None
+        except BaseException:
+            for r, w in pipes.values():
+                os.close(r)
+                os.close(w)
+            raise
+        for _, w in pipes.values():
+            os.close(w)
+        try:
+            ctime = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            ctime = None
+        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
+        run.exited = self.loop.create_future()
+        for stream, (r, _) in pipes.items():
+            os.set_blocking(r, False)
+            run.fds[stream] = r
+            self.loop.add_reader(r, self._on_readable, m, run, stream, r)
+        self.by_pid[run.pid] = (m, run)
+        return run
+
+    async def _launch(self, m: Managed, *, event: str, wait: bool = True) -> None:
+        """Spawn ``m`` and (when ``wait``) return once it is online; raise StartFailed if it dies."""
+        if m.restart_timer:
+            m.restart_timer.cancel()
+            m.restart_timer = None
+        m.exit_code = m.exit_signal = None
+        m.problems.pop("start", None)
+        m.status = states.check(m.status, states.LAUNCHING)
+        try:
+            run = self._spawn(m)
+        except UsageError as exc:
+            m.problems["start"] = exc.message
+            m.status = states.check(m.status, states.ERRORED)
+            self.save_meta(m)
+            self.on_event(m, "errored", reason=exc.message)
+            raise
+        m.run = run
+        m.start_time = run.started
+        self.save_meta(m)
+        self.on_event(m, event, pid=run.pid)
+        window = self.config.launch_window
+        if not wait:
+            self.loop.call_later(window, self._mark_online, m, run)
+            return
+        run.launch_waiting = True
+        try:
+            await self._wait_launched(m, run, window)
+        finally:
+            run.launch_waiting = False
+
+    async def _wait_launched(self, m: Managed, run: Run, window: float) -> None:
+        deadline = self.loop.time() + window
+        if m.spec.wait_port:
+            deadline = self.loop.time() + 60.0
+        while True:
+            remaining = deadline - self.loop.time()
+            if run.exited.done() or remaining <= 0:
+                break
+            if m.spec.wait_port and m.port is not None and accepts(m.port):
+                break
+            step = min(remaining, 0.02 if m.spec.wait_port else remaining)
+            try:
+                await asyncio.wait_for(asyncio.shield(run.exited), step)
+            except asyncio.TimeoutError:
+                pass
+        if run.exited.done() and m.run is run:
+            # died during the launch window: report why, keep the logs, do not loop
+            try:
+                await asyncio.wait_for(run.pipes_closed.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            code, sig = _decode(run.exited.result())
+            m.exit_code, m.exit_signal = code, sig
+            if code == 0 and not m.spec.autorestart:
+                self.set_status(m, states.STOPPED, "stop", reason="exited with code 0, autorestart off")
+                return
+
+            lines = [ln.text for ln in tail(m.dir, stream="err", lines=10)]
+            what = f"exit code {code}" if sig is None else f"signal {signal.Signals(sig).name}"
+            msg = f"{m.name} exited at once ({what})"
+            if lines:
+                msg += ":\n" + "\n".join("  " + ln for ln in lines)
+            msg += f"\n(full logs: tsm logs {m.name})"
+            self.set_status(m, states.ERRORED, "errored", reason=f"exited during launch ({what})")
+            raise StartFailed(msg, name=m.name, exit_code=code, signal=sig, stderr=lines)
+        if m.spec.wait_port and not accepts(m.port):
+            await self.stop(m)
+            raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
+        self._mark_online(m, run)
+
+    def _mark_online(self, m: Managed, run: Run) -> None:
+        if m.run is run and m.status == states.LAUNCHING and not run.exited.done():
+            self.set_status(m, states.ONLINE, "online", pid=run.pid)
+            self.loop.call_later(1.0, self._record_interpreter, m, run)
+
+    def _record_interpreter(self, m: Managed, run: Run) -> None:
+        """Record the real binary (a pyenv shim execs it) and the ports the tree listens on."""
+        if m.run is not run or m.status != states.ONLINE:
+            return
+        changed = False
+        if m.spec.type in ("python", "node"):
+            try:
+                exe = psutil.Process(run.pid).exe()
+                if exe and exe != m.interpreter:
+                    m.interpreter, changed = exe, True
+            except psutil.Error:
+                pass
+        if changed:
+            self.save_meta(m)
+
+    # ------------------------------------------------------------------ output capture
+
+    def _on_readable(self, m: Managed, run: Run, stream: str, fd: int) -> None:
+        try:
+            data = os.read(fd, READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_fd(run, stream, fd)
+            return
+        if not m.writers[stream].write(data):
+            # the disk refused: stop draining so the child blocks instead of memory growing
+            self.loop.remove_reader(fd)
+            m.stalled[fd] = stream
+            m.problems[f"log-{stream}"] = m.writers[stream].problem or "log write failed"
+            self.on_event(m, "log-error", reason=m.problems[f"log-{stream}"])
+
+    def _close_fd(self, run: Run, stream: str, fd: int) -> None:
+        self.loop.remove_reader(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+        run.fds.pop(stream, None)
+        if not run.fds:
+            run.pipes_closed.set()
+
+    def retry_logs(self, m: Managed) -> None:
+        """Resume reading stalled pipes once their writer has caught up (called every second)."""
+        for w in m.writers.values():
+            w.tick()
+        for fd, stream in list(m.stalled.items()):
+            if m.writers[stream].retry():
+                del m.stalled[fd]
+                m.problems.pop(f"log-{stream}", None)
+                run = m.run
+                if run and run.fds.get(stream) == fd:
+                    self.loop.add_reader(fd, self._on_readable, m, run, stream, fd)
+                else:
+                    # a previous run's pipe: find it among the readers we know
+                    for _, r in self.by_pid.values():
+                        if r.fds.get(stream) == fd:
+                            self.loop.add_reader(fd, self._on_readable, m, r, stream, fd)
+                self.on_event(m, "log-resumed")
+
+    # ------------------------------------------------------------------ exits
+
+    def reap(self) -> None:
+        """SIGCHLD: collect every exited child (and orphaned grandchild) without blocking."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            entry = self.by_pid.pop(pid, None)
+            if entry is None:
+                continue
+            m, run = entry
+            run.popen.returncode = os.waitstatus_to_exitcode(status)
+            if not run.exited.done():
+                run.exited.set_result(status)
+            self._on_exit(m, run, status)
+
+    def _on_exit(self, m: Managed, run: Run, status: int) -> None:
+        code, sig = _decode(status)
+        # clean tree: nothing of a finished run outlives its leader
+        _killpg(run.pid, signal.SIGKILL)
+        if m.run is not run:
+            return
+        m.exit_code, m.exit_signal = code, sig
+        if m.status in (states.STOPPING,):
+            return  # stop() finishes the transition
+        now = self.clock()
+        uptime = now - run.started
+        self.on_event(m, "exit", pid=run.pid, exit_code=code, signal=sig, reason=f"uptime {uptime:.3f}s")
+        if m.status == states.LAUNCHING and run.launch_waiting:
+            return  # the start request waiting on this run reports the failure itself
+        self._after_crash(m, uptime)
+
+    def _after_crash(self, m: Managed, uptime: float) -> None:
+        spec = m.spec
+        if not spec.autorestart:
+            self.set_status(m, states.STOPPED, "stop", reason="exited, autorestart off")
+            return
+        if uptime < spec.min_uptime:
+            m.unstable_restarts += 1
+            m.consecutive_unstable += 1
+        else:
+            m.consecutive_unstable = 0
+        if uptime >= STABLE_RESET:
+            m.consecutive_crashes = 0
+        m.consecutive_crashes += 1
+        if m.consecutive_unstable > spec.max_restarts:
+            self.set_status(
+                m, states.ERRORED, "errored",
+                reason=f"{m.consecutive_unstable} unstable restarts in a row (max_restarts {spec.max_restarts})",
+            )
+            return
+        delay = spec.restart_delay
+        if spec.exp_backoff:
+            delay = min(spec.exp_backoff * (1.5 ** (m.consecutive_crashes - 1)), EXP_BACKOFF_CAP)
+        self.set_status(m, states.WAITING, "crash", reason=f"restart in {delay:.3f}s")
+        m.restart_timer = self.loop.call_later(delay, self._auto_restart, m)
+
+    def _auto_restart(self, m: Managed) -> None:
+        m.restart_timer = None
+        if m.status != states.WAITING:
+            return
+        m.restarts += 1
+
+        async def go() -> None:
+            async with m.busy:
+                if m.status != states.WAITING:
+                    return
+                try:
+                    await self._launch(m, event="restart", wait=False)
+                except TsmError as exc:
+                    log.warning("%s: restart failed: %s", m.name, exc)
+
+        self.loop.create_task(go())
+
+    # ------------------------------------------------------------------ stop / restart / delete
+
+    async def stop(self, m: Managed, *, final: str = states.STOPPED, event: str = "stop") -> None:
+        """Signal the whole group, wait ``kill_timeout``, SIGKILL what is left; no zombies."""
+        if m.restart_timer:
+            m.restart_timer.cancel()
+            m.restart_timer = None
+        run = m.run
+        if m.status not in states.ALIVE or run is None or run.exited.done():
+            if m.status != final and m.status is not None:
+                if m.status in (states.WAITING, states.ERRORED, states.LAUNCHING, states.ONLINE):
+                    self.set_status(m, states.STOPPED, event)
+            return
+        self.set_status(m, states.STOPPING)
+        sig = _signum(m.spec.stop_signal)
+        # descendants that left the group (setsid) are signalled by pid too
+        extra = [p for p in tree_pids(run.pid) if p != run.pid]
+        _killpg(run.pid, sig)
+        for p in extra:
+            _kill(p, sig)
+        deadline = self.loop.time() + m.spec.kill_timeout
+        while self.loop.time() < deadline:
+            if run.exited.done() and not _group_alive(run.pid):
+                break
+            await asyncio.sleep(0.01 if self.loop.time() < deadline - 1 else 0.02)
+        else:
+            _killpg(run.pid, signal.SIGKILL)
+            for p in extra:
+                _kill(p, signal.SIGKILL)
+            self.on_event(m, "kill", pid=run.pid, reason=f"still alive after kill_timeout {m.spec.kill_timeout}s")
+        try:
+            await asyncio.wait_for(asyncio.shield(run.exited), 5.0)
+        except asyncio.TimeoutError:
+            log.error("%s: pid %s did not exit after SIGKILL", m.name, run.pid)
+        _killpg(run.pid, signal.SIGKILL)
+        code, sig_ = _decode(run.exited.result()) if run.exited.done() else (None, None)
+        m.exit_code, m.exit_signal = code, sig_
+        self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_)
+
+    async def restart(self, m: Managed) -> None:
+        async with m.busy:
+            if m.status in states.ALIVE:
+                await self.stop(m, event="")
+            m.restarts += 1
+            m.consecutive_unstable = m.consecutive_crashes = 0
+            await self._launch(m, event="restart")
+
+    async def start_existing(self, m: Managed) -> None:
+        async with m.busy:
+            if m.status in (states.ONLINE, states.LAUNCHING):
+                return
+            m.consecutive_unstable = m.consecutive_crashes = 0
+            await self._launch(m, event="start")
+
+    async def stop_one(self, m: Managed) -> None:
+        async with m.busy:
+            await self.stop(m)
+
+    async def delete(self, m: Managed) -> None:
+        async with m.busy:
+            await self.stop(m)
+            self.procs.pop(m.name, None)
+            for w in m.writers.values():
+                w.close()
+            shutil.rmtree(m.dir, ignore_errors=True)
+            self.on_event(m, "delete")
+
+    async def memory_check(self) -> None:
+        """Restart processes whose tree RSS exceeds ``max_memory`` (called every second)."""
+        for m in list(self.procs.values()):
+            if m.spec.max_memory and m.status == states.ONLINE and m.pid:
+                rss = self.tree_rss(m.pid)
+                if rss is not None and rss > m.spec.max_memory:
+                    self.on_event(m, "memory-limit", pid=m.pid, reason=f"rss {rss} > max_memory {m.spec.max_memory}")
+                    self.loop.create_task(self.restart(m))
+
+    def refresh_ports(self, m: Managed) -> list[str]:
+        """Record the ports the tree really listens on; return mismatch notes."""
+        notes = []
+        if m.pid:
+            ports = listening(tree_pids(m.pid))
+            if ports != m.listen_ports:
+                m.listen_ports = ports
+                self.save_meta(m)
+            if m.port is not None and ports and m.port not in ports:
+                notes.append(f"{m.name}: declared port {m.port}, listening on {', '.join(map(str, ports))}")
+        return notes
+
+
+def _decode(status: int) -> tuple[int | None, int | None]:
+    code = os.waitstatus_to_exitcode(status)
+    return (code, None) if code >= 0 else (None, -code)
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    except OSError as exc:
+        return exc.errno != errno.ESRCH
