@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -69,6 +68,8 @@ class Client:
         self._sock = self._start_daemon()
 
     def _start_daemon(self) -> socket.socket:
+        import subprocess  # only when a daemon must be started
+
         self.home.ensure()
         env = dict(os.environ)
         pkg_parent = str(Path(__file__).resolve().parent.parent)

@@ -13,7 +13,6 @@ from typing import Any, Callable
 
 from .client import Client
 from .errors import UsageError
-from .spec import build_spec, parse_port
 
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
@@ -48,14 +47,17 @@ class _HelpAction(argparse.Action):
         raise Help(parser.format_help())
 
 
-def build_parser(prog: str = "tsm") -> ArgumentParser:
-    """The parser of every subcommand. ``-h`` raises :class:`Help` carrying the text."""
+def build_parser(prog: str = "tsm", only: str | None = None) -> ArgumentParser:
+    """The parser of every subcommand (or of ``only`` one, which is faster to build: every
+    command-line call pays for it). ``-h`` raises :class:`Help` carrying the text."""
     p = ArgumentParser(prog=prog, add_help=False, description="A PM2-style process manager for Jupyter.")
     p.add_argument("-h", "--help", action=_HelpAction, help="show this help")
     p.add_argument("--home", help="TSM home directory (default $TSM_HOME or ~/.tsm)")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=ArgumentParser)
 
     def add(name: str, help: str, **kw: Any) -> ArgumentParser:
+        if only is not None and name != only and only not in kw.get("aliases", ()):
+            return _Unused()
         sp = sub.add_parser(name, help=help, description=help, add_help=False, **kw)
         sp.add_argument("-h", "--help", action=_HelpAction, help="show this help")
         return sp
@@ -130,6 +132,16 @@ def build_parser(prog: str = "tsm") -> ArgumentParser:
     return p
 
 
+class _Unused:
+    """Stands in for a subparser that was not built; swallows its definition."""
+
+    def add_argument(self, *a: Any, **kw: Any) -> None:
+        pass
+
+    def add_mutually_exclusive_group(self, *a: Any, **kw: Any) -> "_Unused":
+        return self
+
+
 def _int_arg(flag: str) -> Callable[[str], int]:
     def conv(text: str) -> int:
         try:
@@ -145,7 +157,11 @@ def _int_arg(flag: str) -> Callable[[str], int]:
 
 def parse(argv: list[str], prog: str = "tsm") -> argparse.Namespace:
     """Parse a whole command line; ``start``'s CMD is one string unless ``--`` was used."""
-    parser = build_parser(prog)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    known = first in SUBCOMMANDS or first == "list"
+    # build only the asked-for subcommand unless --home VALUE could be mistaken for it
+    only = first if known and "--home" not in argv and not any(a.startswith("--home=") for a in argv) else None
+    parser = build_parser(prog, only=only)
     ns = parser.parse_args(argv)
     if ns.cmd is None:
         raise UsageError(f"{prog}: a command is needed: {', '.join(SUBCOMMANDS)}")
@@ -160,6 +176,8 @@ def parse(argv: list[str], prog: str = "tsm") -> argparse.Namespace:
 
 def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None):
     """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes."""
+    from .spec import build_spec  # only `start` pays for it: listing stays fast
+
     env = dict(os.environ if env is None else env)
     cmd_kw: dict[str, Any] = {"argv": list(ns.command)} if ns.argv_mode else {"command": ns.command[0]}
     return build_spec(
@@ -200,4 +218,4 @@ def update(client: Client) -> dict[str, Any]:
     return {"old_pid": old, "new_pid": info["pid"], "version": info["version"], "processes": info["running"]}
 
 
-__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update", "parse_port"]
+__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update"]

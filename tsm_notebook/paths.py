@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +46,22 @@ def check_name(name: str) -> str:
     return name
 
 
-@dataclass(frozen=True)
 class Home:
-    """The layout of one TSM home directory."""
+    """The layout of one TSM home directory (a plain class: the command line must start fast)."""
 
-    root: Path
+    __slots__ = ("root",)
+
+    def __init__(self, root: Path):
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"Home({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Home) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
 
     @classmethod
     def resolve(cls, root: str | os.PathLike[str] | None = None) -> "Home":
@@ -113,6 +122,8 @@ class Home:
 
 def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> None:
     """Write ``data`` as JSON to ``path`` through a temp file and a rename (never half-written)."""
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
