@@ -453,3 +453,12 @@ def test_not_found_errors_in_python(tsm):
         tsm.call("start", spec=build_spec(SLEEP, name="one").to_dict(), env=dict(os.environ))
     with pytest.raises(StartFailed):
         tsm.call("start", spec=build_spec(f"{PY} -c 'raise SystemExit(4)'", name="four").to_dict(), env=dict(os.environ))
+
+
+def test_child_environment_drops_kernel_only_variables():
+    from tsm_notebook.commands import child_environment
+
+    env = child_environment({"PATH": "/bin", "JPY_PARENT_PID": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                             "TSM_NAME": "outer", "KEEP": "yes"})
+    assert env == {"PATH": "/bin", "KEEP": "yes"}
+    assert child_environment({"MPLBACKEND": "Agg"}) == {"MPLBACKEND": "Agg"}

@@ -206,9 +206,21 @@ def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[
     )
 
 
+def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a started process inherits: the caller's (like running it in that terminal
+    or kernel), less what only makes sense inside the caller: a kernel's inline plotting backend
+    and parent ids, and the identity of a managed process that starts another."""
+    env = dict(os.environ if env is None else env)
+    for key in ("JPY_PARENT_PID", "JPY_SESSION_NAME", "TSM_NAME", "TSM_ID"):
+        env.pop(key, None)
+    if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
+        del env["MPLBACKEND"]
+    return env
+
+
 def start(client: Client, spec, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Start a process from a spec; the child inherits ``env`` (default: this process's)."""
-    return client.call("start", spec=spec.to_dict(), env=dict(os.environ if env is None else env))
+    """Start a process from a spec; the child inherits :func:`child_environment`."""
+    return client.call("start", spec=spec.to_dict(), env=child_environment(env))
 
 
 def update(client: Client) -> dict[str, Any]:
@@ -218,4 +230,4 @@ def update(client: Client) -> dict[str, Any]:
     return {"old_pid": old, "new_pid": info["pid"], "version": info["version"], "processes": info["running"]}
 
 
-__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update"]
+__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update", "child_environment"]
