@@ -26,7 +26,7 @@ class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing and exiting on a mistake."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if "unrecognized arguments" in message and self.prog.endswith("start"):
+        if "unrecognized arguments" in message and self.prog.endswith("start") and not self.prog.startswith("%%"):
             message += " (put the command in quotes, or after --)"
         raise UsageError(f"{self.prog}: {message}")
 
@@ -47,9 +47,10 @@ class _HelpAction(argparse.Action):
         raise Help(parser.format_help())
 
 
-def build_parser(prog: str = "tsm", only: str | None = None) -> ArgumentParser:
+def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = False) -> ArgumentParser:
     """The parser of every subcommand (or of ``only`` one, which is faster to build: every
-    command-line call pays for it). ``-h`` raises :class:`Help` carrying the text."""
+    command-line call pays for it). ``-h`` raises :class:`Help` carrying the text. With ``cell``
+    (the ``%%tsm`` cell magic) ``start`` takes ``--lang`` instead of a command: the cell is one."""
     p = ArgumentParser(prog=prog, add_help=False, description="A PM2-style process manager for Jupyter.")
     p.add_argument("-h", "--help", action=_HelpAction, help="show this help")
     p.add_argument("--home", help="TSM home directory (default $TSM_HOME or ~/.tsm)")
@@ -63,7 +64,10 @@ def build_parser(prog: str = "tsm", only: str | None = None) -> ArgumentParser:
         return sp
 
     s = add("start", "start a process (CMD as one quoted string, or argv after --)")
-    s.add_argument("command", nargs="*", metavar="CMD")
+    if cell:
+        s.add_argument("--lang", choices=("python", "bash"), default="python", help="the cell's language (default python)")
+    else:
+        s.add_argument("command", nargs="*", metavar="CMD")
     s.add_argument("--name", help="base name; with a known port the name is NAME-PORT")
     s.add_argument("--port", help="port P, or P+ for the first free port >= P")
     s.add_argument("--cwd", help="working directory")
@@ -155,14 +159,22 @@ def _int_arg(flag: str) -> Callable[[str], int]:
     return conv
 
 
-def parse(argv: list[str], prog: str = "tsm") -> argparse.Namespace:
-    """Parse a whole command line; ``start``'s CMD is one string unless ``--`` was used."""
+def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse.Namespace:
+    """Parse a whole command line; ``start``'s CMD is one string unless ``--`` was used.
+
+    With ``cell`` only ``start`` is accepted, with no command (``ns.command`` is left empty for
+    the caller to fill) and ``--lang``."""
     first = next((a for a in argv if not a.startswith("-")), None)
     known = first in SUBCOMMANDS or first == "list"
     # build only the asked-for subcommand unless --home VALUE could be mistaken for it
     only = first if known and "--home" not in argv and not any(a.startswith("--home=") for a in argv) else None
-    parser = build_parser(prog, only=only)
+    parser = build_parser(prog, only=only, cell=cell)
     ns = parser.parse_args(argv)
+    if cell:
+        if ns.cmd != "start":
+            raise UsageError(f"{prog}: only `start` takes a cell (use {prog[1:]} for the other commands)")
+        ns.command, ns.argv_mode = [], True
+        return ns
     if ns.cmd is None:
         raise UsageError(f"{prog}: a command is needed: {', '.join(SUBCOMMANDS)}")
     if ns.cmd == "list":
