@@ -150,6 +150,36 @@ def cmd_patrol(c: Client, ns) -> int:
     return 0
 
 
+def cmd_events(c: Client, ns) -> int:
+    from . import report
+
+    report.flush_history(c.home)  # reads SQLite directly: needs (and starts) no daemon
+    rows = report.events(c.home, ns.target, ns.since)
+    if ns.json:
+        _print_json(rows)
+    else:
+        print(report.events_table(rows))
+    return 0
+
+
+def cmd_report(c: Client, ns) -> int:
+    from . import report
+
+    report.flush_history(c.home)
+    rows = report.uptime_report(c.home, ns.since)
+    if ns.json:
+        _print_json(rows)
+    else:
+        print(report.report_table(rows))
+    return 0
+
+
+def cmd_monit(c: Client, ns) -> int:
+    from . import monit
+
+    return monit.run(c)
+
+
 HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "start": cmd_start,
     "stop": _each("stop", "Stopped"),
@@ -165,6 +195,9 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "save": cmd_save,
     "resurrect": cmd_resurrect,
     "patrol": cmd_patrol,
+    "events": cmd_events,
+    "report": cmd_report,
+    "monit": cmd_monit,
 }
 
 

@@ -39,6 +39,8 @@ from .supervisor import Managed, Supervisor, set_subreaper
 
 log = logging.getLogger("tsm.daemon")
 
+PRUNE_EVERY = 600.0  # seconds: the longest wait between two retention passes
+
 Handler = Callable[["Daemon", dict[str, Any]], Awaitable[Any]]
 COMMANDS: dict[str, Handler] = {}
 
@@ -212,8 +214,11 @@ class Daemon:
     async def _sample_loop(self) -> None:
         sup = self.sup
         assert sup is not None
-        loop = asyncio.get_running_loop()
-        ticks = 0
+        # Retention runs on a clock, not a tick count, so a short retention (or a long interval)
+        # is still enforced within a quarter of it; never more often than a tick, nor rarer than
+        # PRUNE_EVERY. The store deletes in small batches on its own thread: no stall here.
+        prune_every = min(PRUNE_EVERY, max(self.config.sample_interval, self.config.history_retention / 4))
+        next_prune = time.monotonic()
         while True:
             await asyncio.sleep(self.config.sample_interval)
             try:
@@ -227,12 +232,11 @@ class Daemon:
                     if row is not None and row.get("ports") is not None and row["ports"] != m.listen_ports:
                         m.listen_ports = list(row["ports"])
                         sup.save_meta(m)
-                ticks += 1
-                if ticks % 300 == 1:
+                if time.monotonic() >= next_prune:
                     self.store.prune()
+                    next_prune = time.monotonic() + prune_every
             except Exception:
                 log.exception("sampling failed")
-            del loop
 
     # ------------------------------------------------------------------ requests
 
