@@ -5,6 +5,7 @@ Usage::
     python bench/run.py                      # full run: bench/results/<date>.json + docs/benchmarks.md
     python bench/run.py --quick              # one repetition, few processes, small logs (seconds)
     python bench/run.py --drivers pm2,supervisor --groups idle,log --json out.json --markdown out.md
+    python bench/run.py --render bench/results/<date>.json   # rewrite docs/benchmarks.md only
 
 Drivers: ``tsm`` (``TsmDriver`` from ``bench/tsm_driver.py``, constructed without arguments, used
 when that file exists), ``pm2`` and ``supervisor`` (``bench/peers.py``). Groups of rows:
@@ -105,6 +106,11 @@ def wait_pids(d: Driver, names: list[str], timeout: float) -> dict[str, int]:
     return {n: p for n, p in seen.items() if p}
 
 
+def processes(n: int) -> str:
+    """``"1 process"``, ``"10 processes"``: the param label of a row measured at ``n`` processes."""
+    return f"{n} process" if n == 1 else f"{n} processes"
+
+
 def time_list(d: Driver) -> float:
     """Wall time of one run of the driver's status command."""
     return measure.wall(d.list_cmd(), d.env, ok=d.list_ok)
@@ -126,18 +132,18 @@ def run_idle(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
             wait_pids(d, names, READY_TIMEOUT + size)
         if size in plan.status_sizes:
             for _ in range(plan.list_samples):
-                rec("status", f"{size} processes", time_list(d))
+                rec("status", processes(size), time_list(d))
         else:
             time_list(d)  # one request served before memory is read, as at every other size
         if size in plan.rss_sizes:
-            rec("rss", f"{size} processes", measure.rss(daemon))
+            rec("rss", processes(size), measure.rss(daemon))
         if size == plan.cpu_size:
             before, deadline = measure.cpu_seconds(daemon), time.monotonic() + plan.cpu_window
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(left, 0.5))  # a measuring window, checked for a dead daemon
                 if not measure.pid_alive(daemon):
                     raise RuntimeError(f"{d.name} daemon died during the CPU window")
-            rec("cpu", f"{size} processes, {plan.cpu_window:g} s", measure.cpu_seconds(daemon) - before)
+            rec("cpu", f"{processes(size)}, {plan.cpu_window:g} s", measure.cpu_seconds(daemon) - before)
 
 
 def run_start(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
@@ -252,7 +258,7 @@ def run_many(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
     """Row 7: start many sleepers in one command, list them, stop them all."""
     d.start_daemon()
     names = [f"many{i}" for i in range(plan.many)]
-    param = f"{plan.many} processes"
+    param = processes(plan.many)
     started = time.monotonic()
     rec("many_start", param, d.start_many([(n, sleeper()) for n in names]))
     pids = wait_pids(d, names, READY_TIMEOUT + plan.many)
@@ -388,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="results file (default bench/results/<date>[-quick].json)")
     parser.add_argument("--markdown", type=Path, help="page (default docs/benchmarks.md; quick: beside the JSON)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary one, removed after)")
+    parser.add_argument("--render", type=Path, metavar="JSON",
+                        help="measure nothing: rewrite the page (--markdown, default docs/benchmarks.md) from a results file")
     args = parser.parse_args(argv)
+    if args.render:
+        md_path = args.markdown or ROOT / "docs" / "benchmarks.md"
+        _write(md_path, report.markdown(json.loads(args.render.read_text())))
+        print(f"wrote {md_path}", file=sys.stderr)
+        return 0
 
     plan = QUICK if args.quick else FULL
     if args.reps:

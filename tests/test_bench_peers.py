@@ -159,3 +159,22 @@ def test_median_minmax_and_process_readings() -> None:
     with pytest.raises(subprocess.CalledProcessError):
         measure.wall([PYTHON, "-c", "raise SystemExit(3)"])
     assert measure.wall([PYTHON, "-c", "raise SystemExit(3)"], ok=(0, 3)) > 0
+
+
+def test_report_gives_tsm_over_peer_ratios_and_keeps_null_reasons() -> None:
+    from bench import report
+
+    samples = {("status", "1 process"): {"tsm": [0.05, 0.07, 0.06], "pm2": [0.12]}}
+    reasons = {"status": {"supervisor": "Unsupported: no status here"}}
+    rows = report.summarise(samples, reasons, ["tsm", "pm2", "supervisor"])
+    assert rows[0]["results"]["tsm"]["median"] == 0.06
+    assert rows[0]["results"]["supervisor"] == {"median": None, "min": None, "max": None, "n": 0,
+                                                "samples": [], "reason": "Unsupported: no status here"}
+    result = {"columns": ["tsm", "pm2", "supervisor"], "quick": True, "date": "2000-01-01",
+              "plan": {"reps": 3}, "rows": rows,
+              "drivers": {"tsm": {"version": "0"}, "pm2": {"version": "7.0.4"}, "supervisor": {"version": "4.3.0"}},
+              "machine": {"cpus": 2, "memory_bytes": 2**30, "platform": "linux", "python": "3", "node": "v20"}}
+    page = report.markdown(result)
+    assert "| what | case | tsm | pm2 | supervisor | tsm/pm2 | tsm/supervisor |" in page
+    assert "| status command wall time | 1 process | 60 ms (50 ms – 70 ms) | 120 ms | " \
+           "null (Unsupported: no status here) | 0.50 | – |" in page
