@@ -1,3 +1,130 @@
-"""tsm_notebook: a PM2-style process manager for people who work in Jupyter."""
+"""tsm_notebook: a PM2-style process manager for people who work in Jupyter.
+
+::
+
+    import tsm_notebook as tsm
+    web = tsm.start("python -m http.server 8000", name="web", wait_port=True)
+    tsm.processes()          # a pandas DataFrame of every process
+    tsm.logs("web-8000")     # its last lines
+    tsm.stop("all")
+
+or, in a notebook, ``%load_ext tsm_notebook`` and then ``%tsm ls``, ``%tsm start ...``.
+
+Importing the package is cheap: the ``tsm`` command line imports it, so only the exception tree
+is loaded here and every other name is imported on first use (pandas, IPython and ipywidgets only
+by the names that need them). Errors, all under :class:`TsmError`::
+
+    TsmError
+     ├── UsageError          ├── PortInUse        └── DaemonError
+     ├── ProcessNotFound     ├── StartFailed           ├── DaemonNotRunning
+     └── ProcessExists                                 ├── VersionMismatch
+                                                       └── ProtocolError
+"""
+
+import importlib as _importlib
+from typing import Any as _Any
+
+from .errors import (
+    DaemonError,
+    DaemonNotRunning,
+    PortInUse,
+    ProcessExists,
+    ProcessNotFound,
+    ProtocolError,
+    StartFailed,
+    TsmError,
+    UsageError,
+    VersionMismatch,
+)
 
 __version__ = "0.1.0"
+
+#: public name -> the module that defines it, imported on first access
+_LAZY = {
+    "Process": "api",
+    "start": "api",
+    "stop": "api",
+    "restart": "api",
+    "delete": "api",
+    "describe": "api",
+    "ping": "api",
+    "save": "api",
+    "resurrect": "api",
+    "patrol": "api",
+    "flush": "api",
+    "kill": "api",
+    "update": "api",
+    "processes": "frames",
+    "events": "frames",
+    "metrics": "frames",
+    "uptime_report": "frames",
+    "logs": "logs_api",
+    "Panel": "panel",
+}
+
+__all__ = [
+    "__version__",
+    # the Python API
+    "Process",
+    "start",
+    "stop",
+    "restart",
+    "delete",
+    "describe",
+    "processes",
+    "logs",
+    "ping",
+    "save",
+    "resurrect",
+    "patrol",
+    "flush",
+    "kill",
+    "update",
+    # history as DataFrames
+    "events",
+    "metrics",
+    "uptime_report",
+    # the live panel
+    "Panel",
+    # IPython
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    # errors
+    "TsmError",
+    "UsageError",
+    "ProcessNotFound",
+    "ProcessExists",
+    "PortInUse",
+    "StartFailed",
+    "DaemonError",
+    "DaemonNotRunning",
+    "VersionMismatch",
+    "ProtocolError",
+]
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tsm_notebook' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def load_ipython_extension(ipython: _Any) -> None:
+    """``%load_ext tsm_notebook``: register the ``%tsm`` / ``%%tsm`` magics and their completion."""
+    from .magics import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: _Any) -> None:
+    """``%unload_ext tsm_notebook``: remove the magics and the completion again."""
+    from .magics import unload
+
+    unload(ipython)

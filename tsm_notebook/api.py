@@ -1,0 +1,490 @@
+"""The Python API: start, stop, restart, delete and describe managed processes from any code.
+
+::
+
+    import tsm_notebook as tsm
+
+    web = tsm.start("python -m http.server 8000", name="web", wait_port=True)
+    web                      # in a notebook: a card with name, id, pid, port link, status, logs
+    tsm.restart("web-8000")  # a name, a tsm_id, or "all"
+    tsm.stop(web.name)
+
+Every function talks to the daemon of ``home`` (default ``$TSM_HOME``, else ``~/.tsm``), which is
+started on demand and detached: the processes belong to it, never to the calling kernel, so they
+outlive a kernel restart. One :class:`~tsm_notebook.client.Client` per home is shared by the
+whole Python process and serialized by a lock, so a panel refreshing from a thread and a cell can
+call at the same time. Failures raise the exceptions of :mod:`tsm_notebook.errors`
+(:class:`~tsm_notebook.errors.ProcessNotFound`, :class:`~tsm_notebook.errors.PortInUse`, ...).
+
+Values follow the rest of the package: durations are seconds and sizes bytes when given as
+numbers; strings are command-line values (``"500ms"``, ``"200M"``; a bare number in a string is
+milliseconds, as with PM2's flags). Nothing here imports pandas, IPython or ipywidgets.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import commands, render
+from . import html as tsm_html
+from .client import Client
+from .errors import UsageError
+from .paths import Home
+
+__all__ = [
+    "LogLines",
+    "Process",
+    "delete",
+    "describe",
+    "describe_all",
+    "flush",
+    "kill",
+    "patrol",
+    "ping",
+    "process_card",
+    "restart",
+    "resurrect",
+    "rotate_logs",
+    "save",
+    "shared_client",
+    "start",
+    "start_spec",
+    "stop",
+    "update",
+]
+
+# ---------------------------------------------------------------------- the shared client
+
+
+class _SharedClient(Client):
+    """A client whose requests are serialized: one socket, one request in flight at a time."""
+
+    def __init__(self, home: Home) -> None:
+        super().__init__(home)
+        self.lock = threading.RLock()  # re-entrant: kill() and update() call call()
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        with self.lock:
+            return super().call(cmd, **args)
+
+    def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
+        with self.lock:
+            return super().kill(keep=keep, timeout=timeout)
+
+
+_clients: dict[Path, _SharedClient] = {}
+_clients_lock = threading.Lock()
+_clients_pid = os.getpid()
+
+
+def shared_client(home: str | os.PathLike[str] | Home | None = None) -> Client:
+    """The client of ``home`` shared by this Python process (thread-safe; created on first use).
+
+    ``home`` is resolved at each call, so a changed ``$TSM_HOME`` selects another daemon. After a
+    fork the child gets fresh clients: a socket shared with the parent would mix their replies.
+    The daemon is started on the first request if none answers (within ~15 s, else DaemonError).
+    """
+    global _clients_pid
+    h = home if isinstance(home, Home) else Home.resolve(home)
+    with _clients_lock:
+        if os.getpid() != _clients_pid:
+            _clients.clear()
+            _clients_pid = os.getpid()
+        c = _clients.get(h.root)
+        if c is None:
+            c = _clients[h.root] = _SharedClient(h)
+        return c
+
+
+def _home(home: str | os.PathLike[str] | Home | None) -> Home:
+    return home if isinstance(home, Home) else Home.resolve(home)
+
+
+# ---------------------------------------------------------------------- Process
+
+
+class Process:
+    """A snapshot of one managed process, as the daemon described it when it was taken.
+
+    Attributes read the snapshot (``name``, ``tsm_id``, ``pid``, ``port``, ``status``,
+    ``uptime`` in seconds, ``memory`` in bytes, ...); :meth:`refresh` takes a new one. The
+    methods act on the process through the daemon and return new snapshots. In a notebook the
+    HTML repr is a compact card; the text repr is one line.
+    """
+
+    __slots__ = ("_row", "home")
+
+    def __init__(self, row: Mapping[str, Any], home: str | os.PathLike[str] | Home | None = None) -> None:
+        self._row = dict(row)
+        self.home = _home(home)
+
+    # --- fields (raw values: seconds, bytes, None for unknown)
+
+    @property
+    def name(self) -> str:
+        """The unique name (``web-8000``)."""
+        return self._row["name"]
+
+    @property
+    def tsm_id(self) -> int:
+        """The id, never reused in this home."""
+        return self._row["tsm_id"]
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the running child, None when none runs."""
+        return self._row.get("pid")
+
+    @property
+    def port(self) -> int | None:
+        """The declared port, or None."""
+        return self._row.get("port")
+
+    @property
+    def status(self) -> str:
+        """``launching``, ``online``, ``stopping``, ``stopped``, ``waiting``, ``errored`` (or ``deleted``)."""
+        return self._row["status"]
+
+    @property
+    def uptime(self) -> float | None:
+        """Seconds online when the snapshot was taken, None unless online."""
+        return self._row.get("uptime")
+
+    @property
+    def start_time(self) -> float | None:
+        """Epoch seconds of the last start, or None."""
+        return self._row.get("start_time")
+
+    @property
+    def restarts(self) -> int:
+        """Restarts so far."""
+        return self._row.get("restarts") or 0
+
+    @property
+    def command(self) -> str:
+        """The command as given."""
+        return self._row.get("command", "")
+
+    @property
+    def cwd(self) -> str | None:
+        """The working directory."""
+        return self._row.get("cwd")
+
+    @property
+    def cpu(self) -> float | None:
+        """CPU percent of the process tree at the latest sample, or None."""
+        return self._row.get("cpu")
+
+    @property
+    def memory(self) -> int | None:
+        """RSS bytes of the process tree at the latest sample, or None."""
+        return self._row.get("memory")
+
+    @property
+    def out_log(self) -> str | None:
+        """Path of the live stdout log."""
+        return self._row.get("out_log")
+
+    @property
+    def err_log(self) -> str | None:
+        """Path of the live stderr log."""
+        return self._row.get("err_log")
+
+    @property
+    def url(self) -> str | None:
+        """Where a browser reaches the port (see :func:`tsm_notebook.html.port_url`), or None."""
+        return tsm_html.port_url(self.port)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The raw row (a copy): every field the daemon sent."""
+        return dict(self._row)
+
+    # --- actions
+
+    def refresh(self) -> Process:
+        """A new snapshot of the same process (by tsm_id). Raises ProcessNotFound once deleted."""
+        return describe(str(self.tsm_id), home=self.home)
+
+    def stop(self) -> Process:
+        """Stop it (stop signal, SIGKILL after ``kill_timeout``); returns the new snapshot."""
+        return stop(str(self.tsm_id), home=self.home)[0]
+
+    def restart(self) -> Process:
+        """Restart it and wait until it is online again; returns the new snapshot."""
+        return restart(str(self.tsm_id), home=self.home)[0]
+
+    def delete(self) -> Process:
+        """Stop and forget it (its directory and logs go too); returns a ``deleted`` snapshot."""
+        return delete(str(self.tsm_id), home=self.home)[0]
+
+    def logs(self, lines: int | None = 50, stream: str = "both", since: str | float | None = None) -> LogLines:
+        """Its last ``lines`` log lines per stream (see :func:`tsm_notebook.logs`), oldest first.
+
+        Reads the files directly (one request to find them); never blocks on the process.
+        """
+        from .logs_api import logs
+
+        return LogLines(logs(str(self.tsm_id), lines=lines, stream=stream, since=since, home=self.home))
+
+    # --- reprs
+
+    def __repr__(self) -> str:
+        return (
+            f"Process(name={self.name!r}, tsm_id={self.tsm_id}, pid={self.pid}, port={self.port}, "
+            f"status={self.status!r}, uptime={render.duration(self.uptime)!r})"
+        )
+
+    def _repr_html_(self) -> str:
+        return process_card(self._row)
+
+
+def process_card(row: Mapping[str, Any]) -> str:
+    """The HTML card of a process row: name and status, then id, pid, port link, uptime, restarts,
+    cpu, memory, command, cwd and log paths. Every value is escaped."""
+    e = html.escape
+    cells = [
+        ("id", e(str(row.get("tsm_id")))),
+        ("pid", e(str(row.get("pid") or "-"))),
+        ("port", tsm_html.port_link(row.get("port"))),
+        ("uptime", e(render.duration(row.get("uptime")))),
+        ("restarts", e(str(row.get("restarts") or 0))),
+        ("cpu", e(render.percent(row.get("cpu")))),
+        ("memory", e(render.size(row.get("memory")))),
+        ("command", f"<code>{e(str(row.get('command', '')))}</code>"),
+        ("cwd", f"<code>{e(str(row.get('cwd') or '-'))}</code>"),
+        ("stdout", f"<code>{e(str(row.get('out_log') or '-'))}</code>"),
+        ("stderr", f"<code>{e(str(row.get('err_log') or '-'))}</code>"),
+    ]
+    body = "".join(
+        f'<tr><th style="text-align:left;padding:1px 8px 1px 0;font-weight:normal;color:var(--jp-ui-font-color2,#57606a)">{k}</th>'
+        f'<td style="text-align:left;padding:1px 0">{v}</td></tr>'
+        for k, v in cells
+    )
+    return (
+        '<div class="tsm-process" style="display:inline-block;border:1px solid var(--jp-border-color2,#d0d7de);border-radius:4px;'
+        'padding:6px 10px;font-size:12px;line-height:1.4">'
+        f'<div style="margin-bottom:4px"><b>{e(str(row.get("name")))}</b> '
+        f"{tsm_html.status_badge(row.get('status'))}</div>"
+        f"<table style=\"border-collapse:collapse;margin:0\">{body}</table></div>"
+    )
+
+
+class LogLines(list):
+    """Log lines (:class:`~tsm_notebook.logread.LogLine`) that show themselves as ``tsm logs``
+    prints them: ``out | text``, or ``name|err | text`` when several processes are mixed.
+
+    A plain list otherwise. ``labelled`` says whether lines carry their process's name (default:
+    when they come from several processes). With ``raw`` the text repr shows the lines exactly as
+    written (timestamp prefixes included, no labels). The HTML repr is a scrolling box, err lines red.
+    """
+
+    def __init__(self, lines: Iterable[Any] = (), *, labelled: bool | None = None, raw: bool = False) -> None:
+        super().__init__(lines)
+        self.labelled = labelled
+        self.raw = raw
+
+    def _several(self) -> bool:
+        return self.labelled if self.labelled is not None else len({line.name for line in self}) > 1
+
+    def __repr__(self) -> str:
+        if not self:
+            return "(no log lines)"
+        if self.raw:
+            return "\n".join(line.raw.decode("utf-8", errors="replace") for line in self)
+        several = self._several()
+        return "\n".join(f"{line.name}|{line.stream} | {line.text}" if several else f"{line.stream} | {line.text}"
+                         for line in self)
+
+    def _repr_html_(self) -> str:
+        several = self._several()
+        return tsm_html.log_lines([(line.name if several else None, line.stream, line.text, line.time) for line in self])
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """``[{name, stream, time, text}]``, as ``tsm logs --json`` prints them."""
+        return [{"name": line.name, "stream": line.stream, "time": line.time, "text": line.text} for line in self]
+
+
+# ---------------------------------------------------------------------- actions
+
+
+def start_spec(spec: Any, *, home: str | os.PathLike[str] | Home | None = None) -> Process:
+    """Start the process a :class:`~tsm_notebook.spec.LaunchSpec` describes; returns its snapshot.
+
+    The child inherits this process's environment (less what only makes sense inside it, see
+    :func:`tsm_notebook.commands.child_environment`) plus the spec's variables. Returns once the
+    process is online (after its launch window, or once its port accepts with ``wait_port``).
+    Raises ProcessExists, PortInUse, StartFailed, UsageError, DaemonError.
+    """
+    h = _home(home)
+    return Process(commands.start(shared_client(h), spec), h)
+
+
+def start(
+    cmd: str | Sequence[str] | None = None,
+    *,
+    argv: Sequence[str] | None = None,
+    name: str | None = None,
+    port: int | str | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | Iterable[str] | None = None,
+    env_file: str | os.PathLike[str] | None = None,
+    interpreter: str | None = None,
+    autorestart: bool = True,
+    max_restarts: int | None = None,
+    min_uptime: float | str | None = None,
+    restart_delay: float | str | None = None,
+    exp_backoff: float | str | None = None,
+    max_memory: int | str | None = None,
+    kill_timeout: float | str | None = None,
+    stop_signal: str | int | None = None,
+    wait_port: bool = False,
+    time: bool = False,
+    log_max_size: int | str | None = None,
+    log_retain: int | None = None,
+    log_compress: bool | None = None,
+    home: str | os.PathLike[str] | Home | None = None,
+) -> Process:
+    """Start a managed process and return its snapshot once it is online.
+
+    ``cmd`` is a command string (run through ``/bin/sh -c`` only when it uses shell syntax) or a
+    list of arguments; ``argv`` is the explicit form of the latter. ``name`` is the base name:
+    with a known port the process is called ``NAME-PORT``. ``port`` is a number, or ``"P+"`` for
+    the first free port from P; without it the port comes from ``PORT`` in ``env`` or the command
+    (``:8000``, ``--port 8000``, ``http.server 8000``). ``env`` adds variables (a mapping or
+    ``KEY=VALUE`` strings) to this process's environment, which the child inherits.
+
+    Durations (``min_uptime``, ``restart_delay``, ``exp_backoff``, ``kill_timeout``) are seconds
+    as numbers; ``max_memory`` and ``log_max_size`` are bytes as numbers; strings take units
+    (``"500ms"``, ``"200M"``). ``wait_port=True`` returns only once the port accepts connections
+    (up to 60 s). ``time=True`` prefixes log lines with their time.
+
+    Raises UsageError (a bad option, a command that cannot run), ProcessExists, PortInUse,
+    StartFailed (it died during its launch window; ``stderr`` holds its last lines), DaemonError.
+    """
+    from .spec import build_spec
+
+    if cmd is not None and not isinstance(cmd, str):
+        if argv is not None:
+            raise UsageError("give the command once: as cmd or as argv")
+        argv, cmd = list(cmd), None
+    spec = build_spec(
+        command=cmd,
+        argv=None if argv is None else list(argv),
+        name=name,
+        port=port,
+        cwd=cwd,
+        env_file=env_file,
+        env=env or (),
+        interpreter=interpreter,
+        autorestart=autorestart,
+        max_restarts=max_restarts,
+        min_uptime=min_uptime,
+        restart_delay=restart_delay,
+        exp_backoff=exp_backoff,
+        max_memory=max_memory,
+        kill_timeout=kill_timeout,
+        stop_signal=stop_signal,
+        wait_port=wait_port,
+        time=time,
+        log_max_size=log_max_size,
+        log_retain=log_retain,
+        log_compress=log_compress,
+    )
+    return start_spec(spec, home=home)
+
+
+def _rows(cmd: str, target: str | int, home: Any) -> list[Process]:
+    h = _home(home)
+    return [Process(r, h) for r in shared_client(h).call(cmd, target=str(target))]
+
+
+def stop(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:
+    """Stop the processes ``target`` names (a name, a tsm_id, or ``"all"``); returns snapshots.
+
+    Each process group gets its stop signal, then SIGKILL after ``kill_timeout``; this returns
+    once they are gone. Raises ProcessNotFound, DaemonError.
+    """
+    return _rows("stop", target, home)
+
+
+def restart(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:
+    """Restart the processes ``target`` names (stopped ones are started); returns once online.
+
+    Raises ProcessNotFound, PortInUse, StartFailed, DaemonError.
+    """
+    return _rows("restart", target, home)
+
+
+def delete(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:
+    """Stop and forget the processes ``target`` names; their directories and logs are removed.
+
+    Returns their last snapshots with status ``deleted``. Raises ProcessNotFound, DaemonError.
+    """
+    h = _home(home)
+    c = shared_client(h)
+    with c.lock:  # type: ignore[attr-defined]  # describe + delete as one step for this process
+        before = {r["name"]: r for r in c.call("describe", target=str(target))}
+        names = c.call("delete", target=str(target))
+    return [Process({**before.get(n, {"name": n}), "status": "deleted", "pid": None, "uptime": None}, h) for n in names]
+
+
+def describe(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> Process:
+    """A snapshot of one process (a name or a tsm_id). Raises ProcessNotFound, UsageError for ``all``."""
+    if str(target) == "all":
+        raise UsageError("describe() takes one process; use describe_all() or processes() for all")
+    return _rows("describe", target, home)[0]
+
+
+def describe_all(*, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:
+    """Snapshots of every process, by tsm_id."""
+    return _rows("describe", "all", home)
+
+
+def ping(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
+    """Start the daemon if needed; returns ``{pid, version, started, home, processes, running}``."""
+    return shared_client(home).call("ping")
+
+
+def save(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
+    """Write ``dump.json`` with every running process; returns ``{path, count}``."""
+    return shared_client(home).call("dump")
+
+
+def resurrect(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
+    """Start what ``dump.json`` holds; returns ``{started, skipped, failed: {name: message}}``.
+
+    Raises UsageError when there is no dump.
+    """
+    return shared_client(home).call("resurrect")
+
+
+def patrol(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
+    """Reconcile the daemon's table with reality; returns ``{found: [str], fixed: [str]}``."""
+    return shared_client(home).call("patrol")
+
+
+def flush(target: str | int = "all", *, home: str | os.PathLike[str] | Home | None = None) -> list[str]:
+    """Empty the live log files of ``target``; returns the names flushed."""
+    return shared_client(home).call("flush", target=str(target))
+
+
+def rotate_logs(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[str]:
+    """Rotate the logs of ``target`` now (at the next line boundary); returns the names rotated."""
+    return shared_client(home).call("rotate", target=str(target))
+
+
+def kill(*, home: str | os.PathLike[str] | Home | None = None) -> int | None:
+    """Stop every process, then the daemon; returns its pid once it is gone (None if none ran)."""
+    return shared_client(home).kill()
+
+
+def update(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
+    """Restart the daemon keeping the processes; returns ``{old_pid, new_pid, version, processes}``."""
+    c = shared_client(home)
+    with c.lock:  # type: ignore[attr-defined]
+        return commands.update(c)
