@@ -15,6 +15,7 @@ import pytest
 import tsm_notebook
 from conftest import PY, ROOT, accepts, pid_alive, wait_for
 from tsm_notebook import api
+from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 from tsm_notebook.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
 
 SLEEP = [PY, "-c", "import time; time.sleep(600)"]
@@ -77,12 +78,12 @@ def test_lifecycle_through_the_api(tsm, port):
     assert isinstance(p, tsm_notebook.Process)
     assert (p.name, p.port, p.status) == (f"web-{port}", port, "online")
     assert pid_alive(p.pid) and accepts(port)
-    assert p.url == f"http://localhost:{port}"
+    assert p.url == port_url(port)
     assert p.out_log.endswith("current.out") and p.err_log.endswith("current.err")
     assert repr(p).startswith(f"Process(name='web-{port}', tsm_id={p.tsm_id}, pid={p.pid}, port={port}, status='online'")
 
     card = p._repr_html_()
-    for needle in (f"web-{port}", str(p.pid), f'href="http://localhost:{port}"', "online", p.out_log, p.err_log, "http.server"):
+    for needle in (f"web-{port}", str(p.pid), f'href="{port_url(port)}"', "online", p.out_log, p.err_log, "http.server"):
         assert needle in card, needle
 
     same = tsm_notebook.describe(p.name, home=tsm.home)
@@ -242,3 +243,14 @@ def test_home_follows_the_environment(tsm, monkeypatch):
     p = tsm_notebook.start(SLEEP, name="envhome")
     assert tsm.row("envhome")["pid"] == p.pid
     assert p.home.root == tsm.home
+
+
+def test_card_escapes_every_value():
+    row = {"name": "a<b", "tsm_id": 3, "pid": None, "port": None, "status": "errored", "uptime": None,
+           "command": "echo '<script>alert(1)</script>' && x", "cwd": "/tmp/<d>", "out_log": "/o&", "err_log": None}
+    card = api.process_card(row)
+    assert "<script>" not in card and "&lt;script&gt;" in card and "a&lt;b" in card and "/o&amp;" in card
+    assert "errored" in card
+    p = tsm_notebook.Process(row)
+    assert (p.url, p.pid, p.restarts, p.memory) == (None, None, 0, None)
+    assert repr(p) == "Process(name='a<b', tsm_id=3, pid=None, port=None, status='errored', uptime='-')"

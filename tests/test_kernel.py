@@ -14,6 +14,7 @@ from nbclient import NotebookClient
 from nbclient.util import run_sync
 
 from conftest import PY, accepts, free_port, pid_alive, wait_for
+from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 
 pytestmark = pytest.mark.notebook
 
@@ -74,7 +75,7 @@ def test_a_server_outlives_the_kernel_that_started_it(tsm, tmp_path):
 
     first = stdout_of(nb.cells[2])
     pid, tsm_id, kernel = int(grab(r"PID (\d+)", first)), int(grab(r"\bID (\d+)", first)), int(grab(r"KERNEL (\d+)", first))
-    assert f"{name}" in html_of(nb.cells[1]) and f'href="http://localhost:{port}"' in html_of(nb.cells[1])
+    assert f"{name}" in html_of(nb.cells[1]) and f'href="{port_url(port)}"' in html_of(nb.cells[1])
     assert name in html_of(nb.cells[3])  # the DataFrame of `%tsm ls`
     assert "GET / HTTP" in stdout_of(nb.cells[4])
 

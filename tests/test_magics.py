@@ -22,6 +22,7 @@ from traitlets.config import Config
 from conftest import PY, accepts, pid_alive, wait_for
 import tsm_notebook
 from tsm_notebook import Process, magics
+from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 
 SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 
@@ -75,7 +76,7 @@ def test_start_ls_describe_as_objects(ip, tsm, port):
     p = cell(ip, f'%tsm start "{PY} -m http.server {port} --bind 127.0.0.1" --name web --wait-port')
     assert isinstance(p, Process) and p.name == f"web-{port}" and p.status == "online"
     assert accepts(port) and pid_alive(p.pid)
-    assert f'href="http://localhost:{port}"' in p._repr_html_()
+    assert f'href="{port_url(port)}"' in p._repr_html_()
 
     df = cell(ip, "%tsm ls")
     assert isinstance(df, pd.DataFrame)
