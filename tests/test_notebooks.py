@@ -21,17 +21,15 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 pytestmark = pytest.mark.notebook
 
 
-def run_notebook(path: Path, env: dict[str, str], workdir: Path, python: str | None = None) -> nbformat.NotebookNode:
+def run_notebook(path: Path, env: dict[str, str], workdir: Path, kernel_name: str = "python3") -> nbformat.NotebookNode:
     """Execute ``path`` cell by cell in a kernel whose environment is ``env``; fail on any error."""
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(workdir)}})
-    km = client.create_kernel_manager()
-    if python:
-        km.kernel_cmd = [python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     old = dict(os.environ)
     os.environ.clear()
-    os.environ.update(env)
+    os.environ.update(env)  # kernel specs are looked up in JUPYTER_PATH from this environment
     try:
+        client = NotebookClient(nb, timeout=120, kernel_name=kernel_name, resources={"metadata": {"path": str(workdir)}})
+        client.create_kernel_manager()
         with client.setup_kernel(env=env, cwd=str(workdir)):
             for index, cell in enumerate(nb.cells):
                 if cell.cell_type != "code":
