@@ -70,28 +70,43 @@ def cmd_logs(c: Client, ns) -> int:
     many = len(rows) > 1
     if ns.follow and many:
         raise UsageError("tsm logs --follow follows one process at a time")
-    for r in rows:
-        directory = Path(r["dir"])
-        for line in logread.tail(directory, stream=stream, lines=ns.lines, since=since):
-            _print_line(r["name"] if many else None, line, ns)
-    sys.stdout.flush()
     if ns.follow:
+        # The tail and what follows come from one snapshot: no line missed or shown twice between.
+        lines = logread.follow(Path(rows[0]["dir"]), stream=stream, lines=ns.lines, since=since)
         try:
-            for line in logread.follow(Path(rows[0]["dir"]), stream=stream):
-                _print_line(None, line, ns)
+            for line in lines:
+                _print_line(rows[0]["name"], line, ns, labelled=False)
                 sys.stdout.flush()
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # Ctrl-C is how following ends: exit 0, no traceback
             pass
+        finally:
+            lines.close()  # type: ignore[attr-defined]
+        return 0
+    for r in rows:
+        for line in logread.tail(Path(r["dir"]), stream=stream, lines=ns.lines, since=since):
+            _print_line(r["name"], line, ns, labelled=many)
+    sys.stdout.flush()
     return 0
 
 
-def _print_line(name: str | None, line, ns) -> None:
+def _print_line(name: str, line, ns, *, labelled: bool) -> None:
+    """One line: ``[name|]stream | text`` (the name when ``labelled``); ``--raw`` the bytes as
+    stored (timestamp prefix included), nothing added but the newline; ``--json`` one object
+    ``{name, stream, time (epoch s or null), text, raw}``: ``raw`` is null unless the bytes are
+    not valid UTF-8 (``text`` then has U+FFFD in their place); it then holds them one code point
+    per byte (latin-1), so ``raw.encode("latin-1")`` gives them back exactly."""
     if ns.json:
-        print(json.dumps({"name": name, "stream": line.stream, "time": line.time, "text": line.text}))
+        try:
+            line.raw.decode("utf-8")
+            raw = None
+        except UnicodeDecodeError:
+            raw = line.raw.decode("latin-1")
+        print(json.dumps({"name": name, "stream": line.stream, "time": line.time,
+                          "text": line.text, "raw": raw}))
     elif ns.raw:
         sys.stdout.buffer.write(line.raw + b"\n")
     else:
-        label = f"{name}|{line.stream}" if name else line.stream
+        label = f"{name}|{line.stream}" if labelled else line.stream
         print(f"{label} | {line.text}")
 
 

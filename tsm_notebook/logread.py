@@ -98,12 +98,14 @@ class LogLine:
     """One line of a log file.
 
     ``raw`` is the line exactly as stored, timestamp prefix included, without its newline;
-    ``time`` is the epoch seconds of the prefix, None when the line has none.
+    ``time`` is the epoch seconds of the prefix, None when the line has none; ``name`` is the
+    process's name where the reader knows it (:func:`tsm_notebook.logs` sets it), else None.
     """
 
     stream: str
     raw: bytes
     time: float | None
+    name: str | None = None
 
     @classmethod
     def parse(cls, stream: str, raw: bytes) -> "LogLine":
@@ -268,54 +270,70 @@ def _snapshot(directory: Path, stream: str) -> tuple[list[tuple[int, Path]], Bin
 
 def _tail_stream(directory: Path, stream: str, count: int | None, since: float | None) -> list[LogLine]:
     rotated, current = _snapshot(directory, stream)
-    sources: list[tuple[float, Path | None]] = [(stamp / 1e6, path) for stamp, path in rotated]
-    newest_first: list[LogLine] = []
     try:
-        if current is not None:
-            st = os.fstat(current.fileno())
-            sources.append((st.st_mtime, None))
-        for ended, path in reversed(sources):
-            if count is not None and len(newest_first) >= count:
-                break
-            # Every line of a file was received before it ended; a rotated file's stamp comes from
-            # the writer's clock like the prefixes do, while current's mtime is the filesystem's:
-            # there a line's own timestamp, when it has one, is trusted over the mtime.
-            ended_before = since is not None and ended < since
-            if ended_before and path is not None:
-                break
-            if path is None:
-                assert current is not None
-                raw_lines = _lines_backward(current, st.st_size)
-                f = None
-            else:
-                try:
-                    f = _open_log(path)
-                except FileNotFoundError:  # pruned meanwhile
-                    continue
-                need = None if count is None else count - len(newest_first)
-                raw_lines = (
-                    _lines_backward_gz(f, need)
-                    if isinstance(f, gzip.GzipFile)
-                    else _lines_backward(f, os.fstat(f.fileno()).st_size)
-                )
-            try:
-                done = False
-                for raw in raw_lines:
-                    line = LogLine.parse(stream, raw)
-                    if since is not None and (line.time < since if line.time is not None else ended_before):
-                        done = True
-                        break
-                    newest_first.append(line)
-                    if count is not None and len(newest_first) >= count:
-                        break
-            finally:
-                if f is not None:
-                    f.close()
-            if done:
-                break
+        end = os.fstat(current.fileno()).st_size if current is not None else 0
+        return _tail_snapshot(stream, rotated, current, end, count, since)
     finally:
         if current is not None:
             current.close()
+
+
+def _tail_snapshot(
+    stream: str,
+    rotated: list[tuple[int, Path]],
+    current: BinaryIO | None,
+    end: int,
+    count: int | None,
+    since: float | None,
+) -> list[LogLine]:
+    """The tail of one stream's files as :func:`_snapshot` found them, ``current`` read up to ``end``.
+
+    Moves ``current``'s position; the caller owns (and closes) it.
+    """
+    sources: list[tuple[float, Path | None]] = [(stamp / 1e6, path) for stamp, path in rotated]
+    newest_first: list[LogLine] = []
+    if current is not None:
+        st = os.fstat(current.fileno())
+        sources.append((st.st_mtime, None))
+    for ended, path in reversed(sources):
+        if count is not None and len(newest_first) >= count:
+            break
+        # Every line of a file was received before it ended; a rotated file's stamp comes from
+        # the writer's clock like the prefixes do, while current's mtime is the filesystem's:
+        # there a line's own timestamp, when it has one, is trusted over the mtime.
+        ended_before = since is not None and ended < since
+        if ended_before and path is not None:
+            break
+        if path is None:
+            assert current is not None
+            raw_lines = _lines_backward(current, end)
+            f = None
+        else:
+            try:
+                f = _open_log(path)
+            except FileNotFoundError:  # pruned meanwhile
+                continue
+            need = None if count is None else count - len(newest_first)
+            raw_lines = (
+                _lines_backward_gz(f, need)
+                if isinstance(f, gzip.GzipFile)
+                else _lines_backward(f, os.fstat(f.fileno()).st_size)
+            )
+        try:
+            done = False
+            for raw in raw_lines:
+                line = LogLine.parse(stream, raw)
+                if since is not None and (line.time < since if line.time is not None else ended_before):
+                    done = True
+                    break
+                newest_first.append(line)
+                if count is not None and len(newest_first) >= count:
+                    break
+        finally:
+            if f is not None:
+                f.close()
+        if done:
+            break
     newest_first.reverse()
     return newest_first
 
@@ -365,17 +383,28 @@ class _Tracker:
     came and went between two polls) in order, then the new ``current.*`` from its start.
     """
 
-    def __init__(self, directory: Path, stream: str) -> None:
+    def __init__(self, directory: Path, stream: str, backlog: int = 0, since: float | None = None) -> None:
         self.stream = stream
         self.directory = directory
         self.path = directory / f"current.{stream}"
         self.file: BinaryIO | None = None
         self.ident: tuple[int, int] | None = None
         self.rest = b""  # bytes of a line whose newline has not come yet
+        # The tail (``backlog`` lines, -1 for all) up to where following starts, oldest first.
+        self.backlog: list[LogLine] = []
         rotated, f = _snapshot(self.directory, self.stream)
         self.known = {stamp for stamp, _ in rotated}
         if f is not None:
             self._hold(f, at_end=True)
+        if backlog != 0:
+            # From the same snapshot and up to the very position held: no line shown twice or missed.
+            start = self.file.tell() if self.file is not None else 0
+            try:
+                count = None if backlog < 0 else backlog
+                self.backlog = _tail_snapshot(stream, rotated, self.file, start, count, since)
+            finally:
+                if self.file is not None:
+                    self.file.seek(start)
 
     def _hold(self, f: BinaryIO, *, at_end: bool) -> None:
         st = os.fstat(f.fileno())
@@ -442,13 +471,27 @@ class _Follower:
     """The iterator :func:`follow` returns; holds the followed files open until exhausted or closed."""
 
     def __init__(
-        self, directory: Path, streams: tuple[str, ...], poll: float, stop: Callable[[], bool] | None
+        self,
+        directory: Path,
+        streams: tuple[str, ...],
+        poll: float,
+        stop: Callable[[], bool] | None,
+        lines: int | None = 0,
+        since: float | None = None,
     ) -> None:
-        self._trackers = [_Tracker(directory, s) for s in streams]
+        self._trackers: list[_Tracker] = []
+        self._closed = False
+        try:
+            for s in streams:
+                self._trackers.append(_Tracker(directory, s, -1 if lines is None else lines, since))
+        except BaseException:
+            self.close()
+            raise
         self._poll = poll
         self._stop = stop
-        self._ready: collections.deque[LogLine] = collections.deque()
-        self._closed = False
+        self._ready: collections.deque[LogLine] = collections.deque(_merge([t.backlog for t in self._trackers]))
+        for t in self._trackers:
+            t.backlog = []
 
     def __iter__(self) -> "_Follower":
         return self
@@ -485,12 +528,16 @@ def follow(
     stream: str = "both",
     poll: float = 0.2,
     stop: Callable[[], bool] | None = None,
+    lines: int | None = 0,
+    since: float | None = None,
 ) -> Iterator[LogLine]:
     """Yield the complete lines appended to ``stream``'s current files from now on, as they come.
 
     Positions are taken when ``follow`` is called (not at the first ``next``): lines written
-    after the call are never missed. An unfinished last line present at the call is yielded whole
-    once its newline comes. Files are polled every ``poll`` seconds while idle. When
+    after the call are never missed. ``lines`` (per stream; None for all) and ``since`` first
+    yield the tail that :func:`tail` would give, read up to exactly those positions, so no line
+    falls between the tail and what follows, and none is yielded twice (``tsm logs -f``). An
+    unfinished last line present at the call is yielded whole once its newline comes. Files are polled every ``poll`` seconds while idle. When
     ``current.*`` is replaced by a rotation, the old file is read to its end first, then the new
     one from its start, so nothing is lost or repeated; a truncation (``tsm flush``) restarts at 0;
     a ``current.*`` that does not exist yet is picked up when it appears.
@@ -501,7 +548,10 @@ def follow(
     closes the files and propagates; ``close()`` on the iterator stops it early.
     Raises :class:`UsageError` for a bad ``stream``.
     """
-    return _Follower(Path(directory), _check_stream(stream), poll, stop)
+    streams = _check_stream(stream)
+    if lines is not None and lines < 0:
+        lines = 0
+    return _Follower(Path(directory), streams, poll, stop, lines, since)
 
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}

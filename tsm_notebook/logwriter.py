@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import stat
 import threading
 import time
@@ -34,6 +33,7 @@ __all__ = ["LogWriter"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _GZIP_LEVEL = 6
+_COPY_SIZE = 256 * 1024
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
 
@@ -43,8 +43,17 @@ def _compressor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsm-log-gzip")
+            _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tsm-log-gzip", initializer=_background)
         return _pool
+
+
+def _background() -> None:
+    """Lower the calling thread's CPU priority (nice 10): compression then takes only the CPU
+    that the children and the event loop leave over. Linux applies it to this thread alone."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (OSError, AttributeError):
+        pass
 
 
 def _describe(exc: OSError, doing: str) -> str:
@@ -133,6 +142,11 @@ class LogWriter:
         return self._write_problem or self._rotate_problem or self._compress_problem
 
     @property
+    def closed(self) -> bool:
+        """True after :meth:`close`: :meth:`write` would raise."""
+        return self._closed
+
+    @property
     def pending(self) -> int:
         """Bytes accepted but not yet written (after an ``OSError``); the caller stops reading while > 0."""
         return len(self._pending)
@@ -175,8 +189,10 @@ class LogWriter:
         Retries a failed rotation and pending bytes; rotates when ``rotate_every`` seconds have
         passed since the current file was opened (at once if it is non-empty and at a line
         boundary, else at the next newline); reopens ``current.*`` if it was deleted under the
-        writer; removes rotated files beyond ``retain`` or older than ``max_age`` whose
-        compression has finished. Costs a ``fstat``, plus a directory listing when something changed.
+        writer, and follows the path when the file there was replaced, renamed away or its
+        directory moved (at a line boundary, so no line is split by the switch); removes rotated
+        files beyond ``retain`` or older than ``max_age`` whose compression has finished. Costs a
+        ``fstat`` and a ``stat``, plus a directory listing when something changed.
         """
         if self._closed:
             return
@@ -188,6 +204,10 @@ class LogWriter:
             except OSError:
                 deleted = True
             if deleted:  # removed under us: writing on would pour the log into nowhere
+                self._close_fd()
+                self._ident = None
+            elif self._file_nl and self._path_moved():
+                # Someone else's file now (or none): readers look at the path, so follow it.
                 self._close_fd()
                 self._ident = None
         if (
@@ -203,6 +223,19 @@ class LogWriter:
         if self._rotation_due(False):
             self._rotate()
         self._prune()
+
+    def end_line(self) -> bool:
+        """End an unfinished last line with a newline (when a run's pipe closes); True if nothing is pending.
+
+        What the next run writes then starts a line of its own. Does nothing when the last byte
+        accepted was a newline. Never raises ``OSError`` (a failed write stays pending, as in :meth:`write`).
+        """
+        if self._closed:
+            return not self._pending
+        last_nl = self._pending[-1:] == b"\n" if self._pending else self._file_nl
+        if last_nl:
+            return not self._pending
+        return self.write(b"\n")
 
     def rotate(self) -> bool:
         """Rotate now; True if it did. Mid-line it happens at the next newline instead (False).
@@ -401,6 +434,14 @@ class LogWriter:
         self._first_open = False
         return True
 
+    def _path_moved(self) -> bool:
+        """True when ``current.<stream>`` no longer names the open file (replaced, gone, directory moved)."""
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return True
+        return (st.st_dev, st.st_ino) != self._ident
+
     def _ends_with_newline(self) -> bool:
         try:
             with open(self.path, "rb") as f:
@@ -514,9 +555,17 @@ class LogWriter:
         """Gzip ``source`` beside itself, then drop it (runs on a compression thread)."""
         tmp = source.with_name(source.name + ".gz.tmp")
         try:
-            with open(source, "rb") as fin, open(tmp, "wb") as raw:
+            # One reused buffer: a fresh 1 MiB bytes per read left each thread's malloc arena
+            # holding several MB the daemon never gave back (seen as RSS growth under a flood).
+            buf = bytearray(_COPY_SIZE)
+            view = memoryview(buf)
+            with open(source, "rb", buffering=0) as fin, open(tmp, "wb") as raw:
                 with gzip.GzipFile(source.name, "wb", _GZIP_LEVEL, raw, mtime=0) as gz:
-                    shutil.copyfileobj(fin, gz, 1 << 20)
+                    while True:
+                        n = fin.readinto(buf)
+                        if not n:
+                            break
+                        gz.write(view[:n])
             with self._lock:
                 if generation != self._generation:  # flushed meanwhile
                     os.unlink(tmp)

@@ -38,7 +38,9 @@ log = logging.getLogger("tsm.daemon")
 
 PIPE_SIZE = 1 << 20
 READ_SIZE = 1 << 20
+GROW_PIPE_AT = 1 << 16  # a read this big found the pipe full at its default capacity
 F_SETPIPE_SZ = 1031
+F_GETPIPE_SZ = 1032
 EXP_BACKOFF_CAP = 15.0
 STABLE_RESET = 30.0
 
@@ -95,20 +97,32 @@ class Managed:
         self.restart_timer: asyncio.TimerHandle | None = None
         self.problems: dict[str, str] = {}
         self.busy = asyncio.Lock()  # serialises stop/start/restart/delete of this process
-        self.writers = {
-            stream: LogWriter(
-                directory,
-                stream,
-                max_size=spec.log_max_size or config.log_max_size,
-                rotate_every=config.log_rotate_every or None,
-                retain=spec.log_retain if spec.log_retain is not None else config.log_retain,
-                max_age=config.log_max_age,
-                compress=config.log_compress if spec.log_compress is None else spec.log_compress,
-                timestamps=spec.time,
-            )
-            for stream in ("out", "err")
+        self.log_options = self._log_options(config)
+        self.writers = {stream: LogWriter(directory, stream, **self.log_options) for stream in ("out", "err")}
+        # fd -> (its run, stream): reading paused for back-pressure until the writer catches up
+        self.stalled: dict[int, tuple[Run, str]] = {}
+
+    def _log_options(self, config: Config) -> dict[str, Any]:
+        spec = self.spec
+        return {
+            "max_size": spec.log_max_size or config.log_max_size,
+            "rotate_every": config.log_rotate_every or None,
+            "retain": spec.log_retain if spec.log_retain is not None else config.log_retain,
+            "max_age": config.log_max_age,
+            "compress": config.log_compress if spec.log_compress is None else spec.log_compress,
+            "timestamps": spec.time,
         }
-        self.stalled: dict[int, str] = {}  # fd -> stream, reading paused for back-pressure
+
+    def refresh_writers(self, config: Config) -> None:
+        """Rebuild the log writers if the spec's log options changed (a start that redefines a
+        stopped process); kept while a pipe is stalled, so no accepted byte is dropped."""
+        options = self._log_options(config)
+        if options == self.log_options or self.stalled:
+            return
+        for w in self.writers.values():
+            w.close()
+        self.log_options = options
+        self.writers = {stream: LogWriter(self.dir, stream, **options) for stream in ("out", "err")}
 
     @property
     def pid(self) -> int | None:
@@ -331,15 +345,12 @@ class Supervisor:
 
     def _spawn(self, m: Managed) -> Run:
         spec = m.spec
+        m.refresh_writers(self.config)
         pipes = {}
         try:
             for stream in ("out", "err"):
-                r, w = os.pipe()
-                pipes[stream] = (r, w)
-                try:
-                    fcntl.fcntl(w, F_SETPIPE_SZ, PIPE_SIZE)
-                except OSError:
-                    pass
+                # Default-sized (64 KiB) until the child floods it: see _pump.
+                pipes[stream] = os.pipe()
             try:
                 popen = subprocess.Popen(
                     spec.argv,
@@ -473,21 +484,61 @@ class Supervisor:
     # ------------------------------------------------------------------ output capture
 
     def _on_readable(self, m: Managed, run: Run, stream: str, fd: int) -> None:
+        self._pump(m, run, stream, fd)
+
+    def _pump(self, m: Managed, run: Run, stream: str, fd: int) -> bool:
+        """One read of a child's pipe into its log writer; False when nothing more can be read now
+        (the pipe is empty or closed, or the writer stalled)."""
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
-        if not data:
+        if len(data) >= GROW_PIPE_AT:
+            _grow_pipe(fd)
+        writer = m.writers[stream]
+        if not data or writer.closed:  # closed: deleted, or the daemon is ending
+            # a last line without newline must not run into the first line of the next run
+            writer.end_line()
             self._close_fd(run, stream, fd)
+            return False
+        if writer.write(data):
+            return True
+        # the disk refused: stop draining so the child blocks instead of memory growing
+        self.loop.remove_reader(fd)
+        m.stalled[fd] = (run, stream)
+        self._note_log_problem(m, stream)
+        return False
+
+    def _drain_pipes(self, m: Managed, run: Run) -> None:
+        """Read what an exited child left in its pipes, so its last words are on disk before its
+        exit is reported (``tsm logs`` right after an exit sees everything). Bounded: a grandchild
+        still holding the pipe may write on; the loop's readers take the rest."""
+        for stream, fd in list(run.fds.items()):
+            if fd in m.stalled:
+                continue
+            for _ in range(64):
+                if not self._pump(m, run, stream, fd):
+                    break
+
+    def _note_log_problem(self, m: Managed, stream: str) -> None:
+        """Mirror a writer's problem into ``m.problems`` (describe, patrol) with an event when it
+        appears and when it clears."""
+        key = f"log-{stream}"
+        problem = m.writers[stream].problem
+        old = m.problems.get(key)
+        if problem == old:
             return
-        if not m.writers[stream].write(data):
-            # the disk refused: stop draining so the child blocks instead of memory growing
-            self.loop.remove_reader(fd)
-            m.stalled[fd] = stream
-            m.problems[f"log-{stream}"] = m.writers[stream].problem or "log write failed"
-            self.on_event(m, "log-error", reason=m.problems[f"log-{stream}"])
+        if problem:
+            m.problems[key] = problem
+        else:
+            del m.problems[key]
+        if old is None:
+            self.on_event(m, "log-error", reason=f"{stream}: {problem}")
+        elif problem is None:
+            self.on_event(m, "log-resumed", reason=f"{stream}: capture resumed")
+        self.save_meta(m)
 
     def _close_fd(self, run: Run, stream: str, fd: int) -> None:
         self.loop.remove_reader(fd)
@@ -500,22 +551,17 @@ class Supervisor:
             run.pipes_closed.set()
 
     def retry_logs(self, m: Managed) -> None:
-        """Resume reading stalled pipes once their writer has caught up (called every second)."""
+        """Periodic log upkeep (called every second): the writers' ticks (retries, time rotation,
+        pruning), resuming stalled pipes once their writer has caught up, problems reported."""
         for w in m.writers.values():
             w.tick()
-        for fd, stream in list(m.stalled.items()):
+        for fd, (run, stream) in list(m.stalled.items()):
             if m.writers[stream].retry():
                 del m.stalled[fd]
-                m.problems.pop(f"log-{stream}", None)
-                run = m.run
-                if run and run.fds.get(stream) == fd:
+                if run.fds.get(stream) == fd:  # the run may be over: its pipe is read to the end
                     self.loop.add_reader(fd, self._on_readable, m, run, stream, fd)
-                else:
-                    # a previous run's pipe: find it among the readers we know
-                    for _, r in self.by_pid.values():
-                        if r.fds.get(stream) == fd:
-                            self.loop.add_reader(fd, self._on_readable, m, r, stream, fd)
-                self.on_event(m, "log-resumed")
+        for stream in m.writers:
+            self._note_log_problem(m, stream)
 
     # ------------------------------------------------------------------ exits
 
@@ -538,6 +584,7 @@ class Supervisor:
             self._on_exit(m, run, status)
 
     def _on_exit(self, m: Managed, run: Run, status: int) -> None:
+        self._drain_pipes(m, run)
         code, sig = _decode(status)
         # clean tree: nothing of a finished run outlives its leader
         _killpg(run.pid, signal.SIGKILL)
@@ -682,6 +729,21 @@ class Supervisor:
             if m.port is not None and ports and m.port not in ports:
                 notes.append(f"{m.name}: declared port {m.port}, listening on {', '.join(map(str, ports))}")
         return notes
+
+
+def _grow_pipe(fd: int) -> None:
+    """Raise a pipe's capacity to PIPE_SIZE (once it was found full: a chatty child).
+
+    Big pipes let a flooding child run on while the daemon is busy elsewhere, but Linux counts
+    pipe capacity against a per-user budget (fs.pipe-user-pages-soft, 64 MiB by default; past it
+    an unprivileged user's new pipes, all of theirs, get one page), so quiet processes keep the
+    default 64 KiB. Failure (over the budget, not Linux) just keeps the current size.
+    """
+    try:
+        if fcntl.fcntl(fd, F_GETPIPE_SZ) < PIPE_SIZE:
+            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass
 
 
 def _decode(status: int) -> tuple[int | None, int | None]:
