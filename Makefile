@@ -28,7 +28,7 @@ chromium:
 	fi
 
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(LAB_ARGS)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest -p no:cacheprovider
