@@ -2,8 +2,9 @@
 
 Run: ``.venv/bin/python bench/log_flood.py`` (full: 2,000,000 lines per case, 8 x 1,000,000 for
 the many-children cases; about two minutes) or ``--lines 200000 --many-lines 100000`` for a quick
-look. ``--json FILE`` also writes the rows as JSON. It is a benchmark, not a test: nothing here
-asserts, the figures are printed.
+look. ``--start-args=OPTIONS`` passes options to every ``tsm start`` (``--cases many
+--start-args=--time``: eight children with timestamps). ``--json FILE`` also writes the rows as
+JSON. It is a benchmark, not a test: nothing here asserts, the figures are printed.
 
 Cases, each in a fresh ``TSM_HOME`` with a fresh daemon:
 
@@ -20,8 +21,9 @@ starts, so formatting is not measured.
 
 Reported per case: lines/s (lines / time from the child's first write until the log holds its
 last line), the child's own writing time, the time until the log holds every line, the daemon's
-CPU seconds (its threads included: the gzip workers too) and its RSS before and at its peak
-(``VmRSS`` sampled every 50 ms), and lost, duplicated, out-of-order and split lines, counted by
+CPU seconds (its threads included: the gzip workers too; "a/b": until the log was complete /
+until every rotated file was compressed), its RSS before, at its peak (``VmRSS`` sampled every
+50 ms until the compressions ended) and the growth, and lost, duplicated, out-of-order and split lines, counted by
 reading every file back (rotated ``.gz`` files decompressed).
 """
 
@@ -196,6 +198,7 @@ def run_tsm(work: Path, count: int, mode: str, *, stamped: bool = False, childre
     from tsm_notebook.client import Client
     from tsm_notebook.logread import log_files, tail
 
+    stamped = stamped or "--time" in extra
     home = Path(tempfile.mkdtemp(prefix="tsm-flood-", dir="/tmp"))
     client = Client(home)
     try:
@@ -252,7 +255,8 @@ def run_tsm(work: Path, count: int, mode: str, *, stamped: bool = False, childre
             for k, v in check(read_all(log_files(dirs[n], "out")), count, stamped).items():
                 counts[k] += v
         total = count * children
-        return {"case": "tsm --time" if stamped else "tsm" if children == 1 else f"tsm x{children}",
+        case = "tsm" if children == 1 else f"tsm x{children}"
+        return {"case": case + " --time" if stamped else case,
                 "mode": mode, "children": children, "lines": total, "lines_per_s": total / complete,
                 "child_s": max(ends) - min(starts), "complete_s": complete,
                 "daemon_cpu_s": cpu, "daemon_cpu_all_s": cpu_all,
@@ -279,7 +283,7 @@ def show(row: dict) -> None:
     grew = "-" if row["rss_peak"] is None else mb(row["rss_peak"] - row["rss_before"])
     cpu = "-" if row["daemon_cpu_s"] is None else f"{row['daemon_cpu_s']:.2f}/{row['daemon_cpu_all_s']:.2f}"
     print(
-        f"{row['case']:<11} {row['mode']:<5} {row['lines']:>9,} {row['lines_per_s']:>12,.0f} "
+        f"{row['case']:<16} {row['mode']:<5} {row['lines']:>9,} {row['lines_per_s']:>12,.0f} "
         f"{row['child_s']:>8.2f} {row['complete_s']:>9.2f} {cpu:>11} {mb(row['rss_before']):>8} "
         f"{mb(row['rss_peak']):>8} {grew:>6} {row['lost']:>5} {row['dup']:>4} {row['disorder']:>5} {row['split']:>5}",
         flush=True,
@@ -305,7 +309,7 @@ def main() -> int:
     extra = a.start_args.split()
     work = Path(tempfile.mkdtemp(prefix="tsm-flood-work-"))
     rows = []
-    print(f"{'case':<11} {'mode':<5} {'lines':>9} {'lines/s':>12} {'child s':>8} {'complete':>9} "
+    print(f"{'case':<16} {'mode':<5} {'lines':>9} {'lines/s':>12} {'child s':>8} {'complete':>9} "
           f"{'cpu s':>11} {'rss0 MB':>8} {'peak MB':>8} {'+MB':>6} {'lost':>5} {'dup':>4} {'order':>5} {'split':>5}")
     try:
         for mode in modes:
