@@ -281,6 +281,16 @@ def test_crash_is_restarted_with_true_counts(tsm):
     assert row["restarts"] == 1 and row["unstable_restarts"] == 0
     meta = json.loads((tsm.proc_dir("c") / "meta.json").read_text())
     assert meta["restarts"] == 1 and meta["pid"] == row["pid"]
+    # the crash event carries the pid and the signal; a manual restart records the stop it made
+    tsm.run("restart", "c", check=True)
+    assert tsm.call("history_flush")
+    from tsm_notebook.store import read_events
+
+    ev = read_events(tsm.home / "db" / "tsm.sqlite", name="c")
+    crash = next(e for e in ev if e["event"] == "crash")
+    assert crash["pid"] == pid and crash["signal"] == signal.SIGKILL
+    kinds = [e["event"] for e in ev]
+    assert kinds[-3:] == ["stop", "restart", "online"] and ev[-3]["reason"] == "restart"
 
 
 def test_crash_loop_ends_errored_and_stays(tsm):

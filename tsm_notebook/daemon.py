@@ -471,24 +471,24 @@ async def cmd_patrol(d: Daemon, args: dict) -> dict:
     return {"found": found, "fixed": fixed}
 
 
+def _each_writer(d: Daemon, target: Any, action: Callable[[Any], Any]) -> list:
+    ms = d.sup.resolve(target)
+    for m in ms:
+        for w in m.writers.values():
+            action(w)
+    return [m.name for m in ms]
+
+
 @command("flush")
 async def cmd_flush(d: Daemon, args: dict) -> list:
     """args: {target (default all)} -> names whose logs were emptied."""
-    ms = d.sup.resolve(args.get("target") or "all")
-    for m in ms:
-        for w in m.writers.values():
-            w.flush_logs()
-    return [m.name for m in ms]
+    return _each_writer(d, args.get("target") or "all", lambda w: w.flush_logs())
 
 
 @command("rotate")
 async def cmd_rotate(d: Daemon, args: dict) -> list:
     """args: {target} -> names whose logs were rotated (at the next line boundary if mid-line)."""
-    ms = d.sup.resolve(args.get("target"))
-    for m in ms:
-        for w in m.writers.values():
-            w.rotate()
-    return [m.name for m in ms]
+    return _each_writer(d, args.get("target"), lambda w: w.rotate())
 
 
 @command("history_flush")

@@ -229,6 +229,7 @@ class Supervisor:
                 pidfile.write_text(f"{m.pid}\n")
             else:
                 pidfile.unlink(missing_ok=True)
+            m.problems.pop("meta", None)
         except OSError as exc:
             m.problems["meta"] = f"cannot write meta.json: {exc.strerror or exc}"
             log.warning("%s: %s", m.name, m.problems["meta"])
@@ -591,19 +592,20 @@ class Supervisor:
         if m.run is not run:
             return
         m.exit_code, m.exit_signal = code, sig
-        if m.status in (states.STOPPING,):
+        if m.status == states.STOPPING:
             return  # stop() finishes the transition
         now = self.clock()
         uptime = now - run.started
         self.on_event(m, "exit", pid=run.pid, exit_code=code, signal=sig, reason=f"uptime {uptime:.3f}s")
         if m.status == states.LAUNCHING and run.launch_waiting:
             return  # the start request waiting on this run reports the failure itself
-        self._after_crash(m, uptime)
+        self._after_crash(m, uptime, pid=run.pid, exit_code=code, signal=sig)
 
-    def _after_crash(self, m: Managed, uptime: float) -> None:
+    def _after_crash(self, m: Managed, uptime: float, **exit_fields: Any) -> None:
+        """Apply the restart policy to an exit nobody asked for; ``exit_fields`` go on its event."""
         spec = m.spec
         if not spec.autorestart:
-            self.set_status(m, states.STOPPED, "stop", reason="exited, autorestart off")
+            self.set_status(m, states.STOPPED, "stop", reason="exited, autorestart off", **exit_fields)
             return
         if uptime < spec.min_uptime:
             m.unstable_restarts += 1
@@ -617,12 +619,13 @@ class Supervisor:
             self.set_status(
                 m, states.ERRORED, "errored",
                 reason=f"{m.consecutive_unstable} unstable restarts in a row (max_restarts {spec.max_restarts})",
+                **exit_fields,
             )
             return
         delay = spec.restart_delay
         if spec.exp_backoff:
             delay = min(spec.exp_backoff * (1.5 ** (m.consecutive_crashes - 1)), EXP_BACKOFF_CAP)
-        self.set_status(m, states.WAITING, "crash", reason=f"restart in {delay:.3f}s")
+        self.set_status(m, states.WAITING, "crash", reason=f"restart in {delay:.3f}s", **exit_fields)
         m.restart_timer = self.loop.call_later(delay, self._auto_restart, m)
 
     def _auto_restart(self, m: Managed) -> None:
@@ -644,7 +647,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stop / restart / delete
 
-    async def stop(self, m: Managed, *, final: str = states.STOPPED, event: str = "stop") -> None:
+    async def stop(self, m: Managed, *, final: str = states.STOPPED, event: str = "stop", reason: str | None = None) -> None:
         """Signal the whole group, wait ``kill_timeout``, SIGKILL what is left; no zombies."""
         if m.restart_timer:
             m.restart_timer.cancel()
@@ -653,7 +656,7 @@ class Supervisor:
         if m.status not in states.ALIVE or run is None or run.exited.done():
             if m.status != final and m.status is not None:
                 if m.status in (states.WAITING, states.ERRORED, states.LAUNCHING, states.ONLINE):
-                    self.set_status(m, states.STOPPED, event)
+                    self.set_status(m, states.STOPPED, event, reason=reason)
             return
         self.set_status(m, states.STOPPING)
         sig = _signum(m.spec.stop_signal)
@@ -679,12 +682,12 @@ class Supervisor:
         _killpg(run.pid, signal.SIGKILL)
         code, sig_ = _decode(run.exited.result()) if run.exited.done() else (None, None)
         m.exit_code, m.exit_signal = code, sig_
-        self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_)
+        self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_, reason=reason)
 
     async def restart(self, m: Managed) -> None:
         async with m.busy:
             if m.status in states.ALIVE:
-                await self.stop(m, event="")
+                await self.stop(m, reason="restart")
             m.restarts += 1
             m.consecutive_unstable = m.consecutive_crashes = 0
             await self._launch(m, event="restart")
@@ -704,6 +707,9 @@ class Supervisor:
         async with m.busy:
             await self.stop(m)
             self.procs.pop(m.name, None)
+            for fd, (run, stream) in list(m.stalled.items()):
+                self._close_fd(run, stream, fd)  # a pipe paused for back-pressure dies with it
+            m.stalled.clear()
             for w in m.writers.values():
                 w.close()
             shutil.rmtree(m.dir, ignore_errors=True)
