@@ -7,16 +7,21 @@ Usage::
     python bench/run.py --drivers pm2,supervisor --groups idle,log --json out.json --markdown out.md
     python bench/run.py --render bench/results/<date>.json   # rewrite docs/benchmarks.md only
 
+The page embeds ``bench/results/<date>.notes.md`` when it exists: the analysis, with profiles, of
+the goals a run missed (written by hand after looking at the run; never measured numbers).
+
 Drivers: ``tsm`` (``TsmDriver`` from ``bench/tsm_driver.py``, constructed without arguments, used
 when that file exists), ``pm2`` and ``supervisor`` (``bench/peers.py``). Groups of rows:
 
-* ``idle``  - status command wall time at 1/10/50/200 processes; daemon RSS at 0/10/50/200; daemon
-  CPU over 60 s with 50 idle processes (quick: 1/2/5 processes, 3 s).
+* ``idle``  - status command wall time at 1/10/50/200 processes (and the in-process status of a
+  driver with ``status_in_process()``); daemon RSS at 0/10/50/200; daemon CPU over 60 s with 50
+  idle processes (quick: 1/2/5 processes, 3 s).
 * ``start`` - start ``python -m http.server PORT`` until the command returns and until the port
   accepts, daemon cold and warm, beside plain ``subprocess.Popen`` (the floor).
 * ``crash`` - kill -9 of a managed server: until a new pid, and until the port accepts again.
 * ``stop``  - stop a child that exits on SIGTERM, and one that ignores it.
-* ``log``   - 2,000,000 (quick: 20,000) 60-byte lines, per line and in 64 KiB blocks.
+* ``log``   - 2,000,000 (quick: 20,000) 60-byte lines, per line and in 64 KiB blocks (a driver
+  with ``log_bytes(name)`` reports its captured size itself: logs that rotate and compress).
 * ``many``  - 500 (quick: 5) processes: start all, status, stop all.
 
 Every group run brings the driver's daemon up cold and shuts it down (proving nothing is left), so
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import json
 import os
 import platform
@@ -116,6 +122,18 @@ def time_list(d: Driver) -> float:
     return measure.wall(d.list_cmd(), d.env, ok=d.list_ok)
 
 
+def record_status(d: Driver, rec: Record, param: str, samples: int) -> None:
+    """``samples`` timings of the status command, and of the in-process status where the driver
+    has one (``status_in_process() -> {label: seconds}``, tsm only) as row ``status_api``."""
+    for _ in range(samples):
+        rec("status", param, time_list(d))
+    in_process = getattr(d, "status_in_process", None)
+    if in_process is not None:
+        for _ in range(samples):
+            for label, seconds in in_process().items():
+                rec("status_api", f"{param}, {label}", seconds)
+
+
 # -- groups: each runs once for one driver, with the daemon cold at entry and shut down at exit ----
 
 
@@ -131,8 +149,7 @@ def run_idle(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
             names += new
             wait_pids(d, names, READY_TIMEOUT + size)
         if size in plan.status_sizes:
-            for _ in range(plan.list_samples):
-                rec("status", processes(size), time_list(d))
+            record_status(d, rec, processes(size), plan.list_samples)
         else:
             time_list(d)  # one request served before memory is read, as at every other size
         if size in plan.rss_sizes:
@@ -209,18 +226,28 @@ def run_stop(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
 
 
 def count_lines(paths: list[Path], expected: int) -> int:
-    """How many distinct intact flood lines numbered below ``expected`` the files hold."""
+    """How many distinct intact flood lines numbered below ``expected`` the files hold
+    (``.gz`` files, a manager's rotated logs, are read decompressed)."""
     seen = bytearray(expected)
     for path in paths:
         if not path.exists():
             continue
-        with open(path, "rb") as log:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as log:
             for line in log:
                 if len(line) == LINE_BYTES and line[10:11] == b" " and line[:10].isdigit():
                     number = int(line[:10])
                     if number < expected:
                         seen[number] = 1
     return sum(seen)
+
+
+def log_size(d: Driver, name: str) -> int:
+    """Bytes of ``name``'s stdout the manager has captured so far: the driver's ``log_bytes`` where
+    it has one (logs that rotate and compress), else the size of its ``log_files``."""
+    log_bytes = getattr(d, "log_bytes", None)
+    if log_bytes is not None:
+        return int(log_bytes(name))
+    return sum(p.stat().st_size for p in d.log_files(name) if p.exists())
 
 
 def run_log(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
@@ -232,12 +259,11 @@ def run_log(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
         name = f"flood-{mode}-{rep}"
         marker = work / f"{d.name}-{name}.json"
         d.start(name, [PYTHON, str(WORKLOADS / "flood.py"), str(count), mode, str(marker)])
-        files = d.log_files(name)
         size, grew_at, grew_mono = -1, time.time(), time.monotonic()
         deadline = time.monotonic() + 120 + count / 5000
         while True:  # done at the full size, or once the child is done and the log stops growing
             now = time.monotonic()
-            current = sum(p.stat().st_size for p in files if p.exists())
+            current = log_size(d, name)
             if current != size:
                 size, grew_at, grew_mono = current, time.time(), now
             if size >= expected or (marker.exists() and now - grew_mono > 3.0):
@@ -247,6 +273,7 @@ def run_log(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
             time.sleep(0.005)
         measure.wait_until(marker.exists, READY_TIMEOUT, "the flooder's marker")
         begun = json.loads(marker.read_text())["start"]
+        files = d.log_files(name)  # listed once the capture is over: rotated files included
         rec("log_rate", f"{count:,} lines, {mode}", count / max(grew_at - begun, 1e-9))
         rec("log_lost", f"{count:,} lines, {mode}", count - count_lines(files, count))
         d.stop(name)
@@ -263,7 +290,7 @@ def run_many(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
     rec("many_start", param, d.start_many([(n, sleeper()) for n in names]))
     pids = wait_pids(d, names, READY_TIMEOUT + plan.many)
     rec("many_up", param, time.monotonic() - started)
-    rec("many_ls", param, time_list(d))
+    record_status(d, rec, param, 1)  # the status row at 500 processes
     rec("many_stop", param, d.stop_all())
     measure.wait_gone(pids.values(), READY_TIMEOUT + plan.many / 10)
 
@@ -271,9 +298,9 @@ def run_many(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
 RUNNERS = {"idle": run_idle, "start": run_start, "crash": run_crash, "stop": run_stop,
            "log": run_log, "many": run_many}
 #: The rows each group fills, so a failed group marks all of them null with its reason.
-GROUP_ROWS = {"idle": ("status", "rss", "cpu"), "start": ("start_return", "start_port"),
+GROUP_ROWS = {"idle": ("status", "status_api", "rss", "cpu"), "start": ("start_return", "start_port"),
               "crash": ("crash_pid", "crash_port"), "stop": ("stop",), "log": ("log_rate", "log_lost"),
-              "many": ("many_start", "many_up", "many_ls", "many_stop")}
+              "many": ("many_start", "many_up", "status", "status_api", "many_stop")}
 
 
 # -- the harness ------------------------------------------------------------------------------------
@@ -313,8 +340,25 @@ def _node_version() -> str | None:
         return None
 
 
+def source_state() -> dict[str, Any]:
+    """The git commit of the tree and its uncommitted files under ``tsm_notebook/`` (what a fresh
+    tsm daemon runs), or ``None`` values outside a git checkout."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        except OSError:
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "--short", "HEAD")
+    status = git("status", "--porcelain", "--", "tsm_notebook")
+    return {"commit": commit.strip() if commit else None,
+            "dirty": sorted(line[3:] for line in status.splitlines()) if status is not None else None}
+
+
 def run(drivers: list[Driver], plan: Plan, groups: list[str], workdir: Path, *, quick: bool) -> dict[str, Any]:
     """Run ``groups`` on ``drivers`` in turns and return the results document (see ``report``)."""
+    source = source_state()
     samples: dict[report.Key, dict[str, list[float | int]]] = defaultdict(lambda: defaultdict(list))
     reasons: dict[str, dict[str, str]] = defaultdict(dict)
     errors: list[dict[str, Any]] = []
@@ -355,6 +399,14 @@ def run(drivers: list[Driver], plan: Plan, groups: list[str], workdir: Path, *, 
                     errors.append({"group": group, "rep": rep, "column": column, "reason": outcome})
                 print(f"[{group} {rep + 1}/{plan.reps}] {column}: {outcome} "
                       f"({time.monotonic() - began:.1f} s)", file=sys.stderr, flush=True)
+    for d in drivers:
+        cleanup = getattr(d, "cleanup", None)
+        if cleanup is not None:
+            cleanup()
+    if {"idle", "many"} & set(groups) and any(hasattr(d, "status_in_process") for d in drivers):
+        for d in drivers:
+            if not hasattr(d, "status_in_process"):
+                reasons["status_api"].setdefault(d.name, report.NOT_APPLICABLE)
     columns = [d.name for d in drivers] + (["floor"] if "start" in groups else [])
     return {
         "date": datetime.date.today().isoformat(),
@@ -372,9 +424,17 @@ def run(drivers: list[Driver], plan: Plan, groups: list[str], workdir: Path, *, 
             "node": _node_version(),
         },
         "drivers": {d.name: {"version": d.version} for d in drivers},
+        # each group starts a fresh daemon: it runs the tsm_notebook code on disk at that moment
+        "source": {"start": source, "end": source_state()},
         "errors": errors,
         "rows": report.summarise(samples, reasons, columns),
     }
+
+
+def notes_for(json_path: Path) -> str | None:
+    """The hand-written analysis kept beside a results file (``<stem>.notes.md``), if any."""
+    path = json_path.with_name(json_path.stem + ".notes.md")
+    return path.read_text() if path.exists() else None
 
 
 def _write(path: Path, text: str) -> None:
@@ -399,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         md_path = args.markdown or ROOT / "docs" / "benchmarks.md"
-        _write(md_path, report.markdown(json.loads(args.render.read_text())))
+        _write(md_path, report.markdown(json.loads(args.render.read_text()), notes_for(args.render)))
         print(f"wrote {md_path}", file=sys.stderr)
         return 0
 
@@ -422,7 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     _write(json_path, json.dumps(result, indent=1) + "\n")
-    _write(md_path, report.markdown(result))
+    _write(md_path, report.markdown(result, notes_for(json_path)))
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
 

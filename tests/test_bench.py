@@ -1,15 +1,19 @@
-"""The benchmark's peer side on real daemons: PM2 7.0.4 and supervisor 4.3.0, and the harness.
+"""The benchmark on real daemons: the drivers of tsm_notebook, PM2 7.0.4 and supervisor 4.3.0, a
+tiny run of the whole harness on all three, and the report with its goals.
 
 The first run installs both peers into ``bench/.cache/`` (npm and pip, a few seconds each).
+Timings are never asserted beyond "positive and not absurd".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +25,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import measure  # noqa: E402
+from bench import measure, report, run  # noqa: E402
 from bench.driver import Driver  # noqa: E402
 from bench.peers import PM2Driver, SupervisorDriver  # noqa: E402
+from bench.tsm_driver import TsmDriver  # noqa: E402
+from bench.workloads.flood import LINE_BYTES  # noqa: E402
 
 PYTHON = os.path.realpath(sys.executable)
 SLEEPER = [PYTHON, str(ROOT / "bench" / "workloads" / "sleeper.py")]
@@ -52,15 +58,31 @@ def kill_all(procs: list[psutil.Process]) -> None:
     measure.wait_gone([p.pid for p in procs], 10)
 
 
-@pytest.fixture(params=[PM2Driver, SupervisorDriver], ids=["pm2", "supervisor"])
+def driver_roots(d: Driver, tmp_path: Path) -> list[Path]:
+    """Where a driver's processes show in a command line or working directory: the test's folder,
+    and tsm's home (made under /tmp when ``tmp_path`` is too long for a Unix socket)."""
+    home = getattr(d, "home", None)
+    return [tmp_path] + ([home] if isinstance(home, Path) and home != Path() else [])
+
+
+def shut_and_check(d: Driver, tmp_path: Path) -> None:
+    """Shut ``d`` down (again), kill anything of it still running, fail if there was any."""
+    roots = driver_roots(d, tmp_path)
+    d.shutdown()  # a second shutdown is harmless; after a failure it cleans up
+    left = [p for root in roots for p in processes_under(root)]
+    kill_all(left)
+    cleanup = getattr(d, "cleanup", None)
+    if cleanup is not None:
+        cleanup()
+    assert not left, f"left running: {[p.pid for p in left]}"
+
+
+@pytest.fixture(params=[TsmDriver, PM2Driver, SupervisorDriver], ids=["tsm", "pm2", "supervisor"])
 def driver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Driver]:
     d: Driver = request.param()
     d.setup(tmp_path)
     yield d
-    d.shutdown()  # a second shutdown is harmless; after a failure it cleans up
-    left = processes_under(tmp_path)
-    kill_all(left)
-    assert not left, f"left running: {[p.pid for p in left]}"
+    shut_and_check(d, tmp_path)
 
 
 def test_driver_starts_lists_stops_and_shuts_down_clean(driver: Driver, tmp_path: Path) -> None:
@@ -97,39 +119,56 @@ def test_driver_starts_lists_stops_and_shuts_down_clean(driver: Driver, tmp_path
     assert not measure.pid_alive(daemon)
     assert not measure.pid_alive(three)
     assert driver.leftovers == []  # the manager itself stopped everything
-    assert processes_under(tmp_path) == []
+    for root in driver_roots(driver, tmp_path):
+        assert processes_under(root) == []
 
 
 def test_harness_quick_run_writes_results_and_table(tmp_path: Path) -> None:
-    out_json, out_md, work = tmp_path / "r.json", tmp_path / "b.md", tmp_path / "w"
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--drivers", "pm2,supervisor",
-         "--groups", "start,crash,log,many", "--json", str(out_json), "--markdown", str(out_md),
-         "--workdir", str(work)],
-        capture_output=True, text=True, timeout=240,
-    )
-    left = processes_under(work)
-    kill_all(left)
-    assert done.returncode == 0, done.stderr
-    assert not left, f"the harness left running: {[p.pid for p in left]}"
+    # work is short (under /tmp) so tsm's home, and with it its daemon, is inside it
+    work = Path(tempfile.mkdtemp(prefix="tsmq-", dir="/tmp"))
+    out_json, out_md, notes = work / "r.json", tmp_path / "b.md", work / "r.notes.md"
+    notes.write_text("## Why\n\nA note kept beside the results.\n")
+    try:
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--drivers", "tsm,pm2,supervisor",
+             "--groups", "idle,start,crash,log,many", "--json", str(out_json), "--markdown", str(out_md),
+             "--workdir", str(work)],
+            capture_output=True, text=True, timeout=240,
+        )
+        left = processes_under(work)
+        kill_all(left)
+        assert done.returncode == 0, done.stderr
+        assert not left, f"the harness left running: {[p.pid for p in left]}"
+        result = json.loads(out_json.read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
-    result = json.loads(out_json.read_text())
     assert result["errors"] == [], result["errors"]
-    assert result["columns"] == ["pm2", "supervisor", "floor"]
+    assert result["columns"] == ["tsm", "pm2", "supervisor", "floor"]
     rows = {(r["row"], r["param"]): r["results"] for r in result["rows"]}
-    for key in [("start_port", "cold"), ("start_port", "warm"), ("crash_pid", "SIGKILL"),
-                ("crash_port", "SIGKILL"), ("many_up", "5 processes")]:
-        for peer in ("pm2", "supervisor"):
-            assert 0 < rows[key][peer]["median"] < 30, (key, peer)
+    tools = ("tsm", "pm2", "supervisor")
+    for key in [("status", "1 process"), ("status", "5 processes"), ("start_port", "cold"),
+                ("start_port", "warm"), ("crash_pid", "SIGKILL"), ("crash_port", "SIGKILL"),
+                ("many_up", "5 processes"), ("many_stop", "5 processes")]:
+        for tool in tools:
+            assert 0 < rows[key][tool]["median"] < 30, (key, tool)
+    for key in [("rss", "0 processes"), ("rss", "5 processes")]:
+        for tool in tools:
+            assert 1 << 20 < rows[key][tool]["median"] < 1 << 30, (key, tool)
     assert 0 < rows[("start_port", "cold")]["floor"]["median"] < 30
     for mode in ("line", "block"):
-        for peer in ("pm2", "supervisor"):
-            assert rows[("log_lost", f"20,000 lines, {mode}")][peer]["median"] == 0
-            assert rows[("log_rate", f"20,000 lines, {mode}")][peer]["median"] > 1000
+        for tool in tools:
+            assert rows[("log_lost", f"20,000 lines, {mode}")][tool]["median"] == 0, (mode, tool)
+            assert rows[("log_rate", f"20,000 lines, {mode}")][tool]["median"] > 1000, (mode, tool)
+    for label in ("tsm_notebook.processes()", 'Client.call("ls")'):
+        cells = rows[("status_api", f"2 processes, {label}")]
+        assert 0 < cells["tsm"]["median"] < 30
+        assert cells["pm2"]["reason"] == report.NOT_APPLICABLE
 
     page = out_md.read_text()
-    assert "| what | case | pm2 | supervisor | floor |" in page
+    assert "| what | case | tsm | pm2 | supervisor | floor | tsm/pm2 | tsm/supervisor |" in page
     assert "kill -9 of a managed server" in page
+    assert "## Goals" in page and "A note kept beside the results." in page
 
 
 def test_wait_port_times_a_real_listener_and_times_out_without_one() -> None:
@@ -178,3 +217,42 @@ def test_report_gives_tsm_over_peer_ratios_and_keeps_null_reasons() -> None:
     assert "| what | case | tsm | pm2 | supervisor | tsm/pm2 | tsm/supervisor |" in page
     assert "| status command wall time | 1 process | 60 ms (50 ms – 70 ms) | 120 ms | " \
            "null (Unsupported: no status here) | 0.50 | – |" in page
+
+
+def test_tsm_log_capture_is_counted_across_rotated_gzipped_files(tmp_path: Path) -> None:
+    d = TsmDriver(log_max_size="64K")  # 20,000 lines (1.2 MB) rotate about 18 times
+    d.setup(tmp_path)
+    try:
+        d.start_daemon()
+        count, marker = 20_000, tmp_path / "flood.json"
+        d.start("flood", [run.PYTHON, str(run.WORKLOADS / "flood.py"), str(count), "line", str(marker)])
+        measure.wait_until(marker.exists, 60, "the flooder to finish")
+        measure.wait_until(lambda: d.log_bytes("flood") == count * LINE_BYTES, 60, "every byte captured")
+        files = d.log_files("flood")
+        assert len([p for p in files if p.name.endswith(".log.gz")]) >= 10
+        assert files[-1].name == "current.out"
+        assert run.count_lines(files, count) == count
+        assert d.log_bytes("flood") == count * LINE_BYTES  # compressed files still count in full
+    finally:
+        shut_and_check(d, tmp_path)
+
+
+def test_goals_are_checked_from_medians_of_the_same_run() -> None:
+    samples = {
+        ("status", "1 process"): {"tsm": [0.04], "pm2": [0.15], "supervisor": [0.09]},
+        ("start_port", "cold"): {"tsm": [0.5], "pm2": [0.8], "floor": [0.05]},
+        ("start_port", "warm"): {"tsm": [0.06], "pm2": [0.3]},
+        ("log_rate", "2,000,000 lines, line"): {"tsm": [600_000.0], "pm2": [270_000.0]},
+        ("log_lost", "2,000,000 lines, line"): {"tsm": [0, 3], "pm2": [0]},
+    }
+    rows = report.summarise(samples, {}, ["tsm", "pm2", "supervisor", "floor"])
+    checked = {g["goal"].label: g for g in report.check_goals({"rows": rows})}
+    assert checked["`tsm ls` at most 0.5x `supervisorctl status` (1 process)"]["met"] is True
+    assert checked["`tsm ls` at most 0.3x `pm2 ls` (1 process)"]["met"] is True
+    assert checked["`tsm ls` at most 0.3x `pm2 ls` (10 processes)"]["met"] is None
+    cold = checked["start until the port accepts within 1.3x of plain `Popen` (cold)"]
+    assert cold["met"] is False and cold["ratio"] == pytest.approx(10.0)
+    warm = checked["start until the port accepts within 1.3x of plain `Popen` (warm)"]
+    assert warm["met"] is True and warm["ratio"] == pytest.approx(1.2)  # against the floor's cold start
+    log = checked["per-line log throughput at least 2x PM2's, zero lines lost"]
+    assert log["ratio"] > 2 and log["met"] is False  # fast enough, but a repetition lost 3 lines
