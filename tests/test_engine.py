@@ -472,3 +472,11 @@ def test_child_environment_drops_kernel_only_variables():
                              "TSM_NAME": "outer", "KEEP": "yes"})
     assert env == {"PATH": "/bin", "KEEP": "yes"}
     assert child_environment({"MPLBACKEND": "Agg"}) == {"MPLBACKEND": "Agg"}
+
+
+def test_home_too_long_for_a_socket_is_a_clear_error(tmp_path):
+    home = str(tmp_path / ("x" * 110))
+    env = dict(os.environ, TSM_HOME=home)
+    r = subprocess.run([sys.executable, "-m", "tsm_notebook", "ls"], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "too long for a Unix socket" in r.stderr
+    assert not os.path.exists(home)

@@ -272,7 +272,7 @@ def test_every_mistake_is_a_one_line_usage_error(ip, tsm, port, tmp_path):
         "logs taken --since yesterday": "invalid time",
         "flush ghost": "ProcessNotFound",
         "panel extra": "takes no arguments",
-        f"--home {long_home} ping": "DaemonError",
+        f"--home {long_home} ping": "too long for a Unix socket",
     }
     for line, expected in cases.items():
         message = usage_error(ip, line)

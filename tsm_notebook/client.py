@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import DaemonError, DaemonNotRunning, ProtocolError, VersionMismatch, from_reply
+from .errors import DaemonError, DaemonNotRunning, ProtocolError, UsageError, VersionMismatch, from_reply
 from .paths import Home
 from .procs import pid_alive
 from .protocol import request
@@ -23,6 +23,7 @@ from .protocol import request
 #: commands that work whatever the daemon's version (so a mismatch can be fixed)
 VERSION_FREE = frozenset({"ping", "kill", "dump"})
 START_TIMEOUT = 15.0
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 
 
 class Client:
@@ -57,6 +58,11 @@ class Client:
         """Connect, starting the daemon first when allowed and needed."""
         if self._sock is not None:
             return
+        if len(os.fsencode(self.home.socket)) > MAX_SOCKET_PATH:
+            raise UsageError(
+                f"TSM_HOME {str(self.home.root)!r} is too long for a Unix socket path "
+                f"({len(os.fsencode(self.home.socket))} bytes with daemon.sock, at most {MAX_SOCKET_PATH}): choose a shorter one"
+            )
         try:
             self._sock = self._connect()
             return

@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import psutil
@@ -35,7 +34,8 @@ from .protocol import MAX_LINE, parse_request, reply_error, reply_ok
 from .sampler import Sampler
 from .spec import LaunchSpec
 from .store import Store
-from .supervisor import Managed, Supervisor, set_subreaper
+from .managed import Managed
+from .supervisor import Supervisor, set_subreaper
 
 log = logging.getLogger("tsm.daemon")
 
@@ -206,7 +206,7 @@ class Daemon:
             try:
                 sup.reap()
                 for m in list(sup.procs.values()):
-                    sup.retry_logs(m)
+                    sup.capture.tick(m)
                 await sup.memory_check()
             except Exception:  # a bug here must not stop supervision
                 log.exception("periodic check failed")

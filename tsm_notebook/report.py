@@ -24,7 +24,6 @@ import datetime as _dt
 import signal as _signal
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from . import render

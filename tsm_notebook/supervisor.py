@@ -1,5 +1,5 @@
-"""The daemon's process table: spawning children, capturing their output, reaping them, and the
-restart policy. Runs on the daemon's asyncio loop; nothing here blocks for long.
+"""The daemon's process table: spawning children, reaping them, the restart policy, and every
+action on a process (output capture is :mod:`capture`'s). Runs on the daemon's asyncio loop; nothing here blocks for long.
 
 Every child runs in its own session (so its process group id is its pid); the daemon is every
 child's parent and, being a child subreaper, also reaps orphaned grandchildren. Exits are learned
@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import errno
-import fcntl
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,7 +25,8 @@ import psutil
 from . import states
 from .config import Config
 from .errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
-from .logwriter import LogWriter
+from .capture import Capture
+from .managed import Managed, Run
 from .paths import Home, write_json_atomic
 from .ports import accepts, first_free, holder, is_free, listening, tree_pids
 from .logread import tail
@@ -36,11 +34,6 @@ from .spec import LaunchSpec, final_name
 
 log = logging.getLogger("tsm.daemon")
 
-PIPE_SIZE = 1 << 20
-READ_SIZE = 1 << 20
-GROW_PIPE_AT = 1 << 16  # a read this big found the pipe full at its default capacity
-F_SETPIPE_SZ = 1031
-F_GETPIPE_SZ = 1032
 EXP_BACKOFF_CAP = 15.0
 STABLE_RESET = 30.0
 
@@ -56,113 +49,6 @@ def set_subreaper() -> None:
 
 def _signum(name: str) -> int:
     return int(getattr(signal, name))
-
-
-@dataclass
-class Run:
-    """One execution of a managed process: its pid, pipes and exit."""
-
-    pid: int
-    popen: subprocess.Popen
-    started: float
-    create_time: float | None
-    fds: dict[str, int] = field(default_factory=dict)  # stream -> read fd still open
-    exited: asyncio.Future | None = None  # resolves to the wait status
-    pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
-    launch_waiting: bool = False  # a start request is waiting on this run and reports its death
-
-
-class Managed:
-    """One named process: its spec, its metadata, its log writers, its current run."""
-
-    def __init__(self, tsm_id: int, name: str, spec: LaunchSpec, env: dict[str, str], directory: Path, config: Config):
-        self.tsm_id = tsm_id
-        self.name = name
-        self.spec = spec
-        self.env = env
-        self.dir = directory
-        self.status: str | None = None
-        self.run: Run | None = None
-        self.restarts = 0
-        self.unstable_restarts = 0
-        self.consecutive_unstable = 0
-        self.consecutive_crashes = 0
-        self.created = time.time()
-        self.start_time: float | None = None
-        self.exit_code: int | None = None
-        self.exit_signal: int | None = None
-        self.port: int | None = spec.port
-        self.listen_ports: list[int] = []
-        self.interpreter = spec.interpreter
-        self.restart_timer: asyncio.TimerHandle | None = None
-        self.problems: dict[str, str] = {}
-        self.busy = asyncio.Lock()  # serialises stop/start/restart/delete of this process
-        self.log_options = self._log_options(config)
-        self.writers = {stream: LogWriter(directory, stream, **self.log_options) for stream in ("out", "err")}
-        # fd -> (its run, stream): reading paused for back-pressure until the writer catches up
-        self.stalled: dict[int, tuple[Run, str]] = {}
-
-    def _log_options(self, config: Config) -> dict[str, Any]:
-        spec = self.spec
-        return {
-            "max_size": spec.log_max_size or config.log_max_size,
-            "rotate_every": config.log_rotate_every or None,
-            "retain": spec.log_retain if spec.log_retain is not None else config.log_retain,
-            "max_age": config.log_max_age,
-            "compress": config.log_compress if spec.log_compress is None else spec.log_compress,
-            "timestamps": spec.time,
-        }
-
-    def refresh_writers(self, config: Config) -> None:
-        """Rebuild the log writers if the spec's log options changed (a start that redefines a
-        stopped process); kept while a pipe is stalled, so no accepted byte is dropped."""
-        options = self._log_options(config)
-        if options == self.log_options or self.stalled:
-            return
-        for w in self.writers.values():
-            w.close()
-        self.log_options = options
-        self.writers = {stream: LogWriter(self.dir, stream, **options) for stream in ("out", "err")}
-
-    @property
-    def pid(self) -> int | None:
-        return self.run.pid if self.run and self.status in states.ALIVE else None
-
-    def meta(self) -> dict[str, Any]:
-        """The small dict written to ``meta.json`` (no environment dump)."""
-        s = self.spec
-        return {
-            "tsm_id": self.tsm_id,
-            "name": self.name,
-            "pid": self.pid,
-            "command": s.command,
-            "argv": s.argv,
-            "shell": s.shell,
-            "port": self.port,
-            "cwd": s.cwd,
-            "interpreter": self.interpreter,
-            "type": s.type,
-            "env_file": s.env_file,
-            "status": self.status,
-            "start_time": self.start_time,
-            "created": self.created,
-            "restarts": self.restarts,
-            "unstable_restarts": self.unstable_restarts,
-            "exit_code": self.exit_code,
-            "exit_signal": self.exit_signal,
-            "listen_ports": self.listen_ports,
-            "pid_create_time": self.run.create_time if self.run and self.pid else None,
-            "autorestart": s.autorestart,
-            "max_restarts": s.max_restarts,
-            "min_uptime": s.min_uptime,
-            "restart_delay": s.restart_delay,
-            "exp_backoff": s.exp_backoff,
-            "max_memory": s.max_memory,
-            "kill_timeout": s.kill_timeout,
-            "stop_signal": s.stop_signal,
-            "time": s.time,
-            "problems": dict(self.problems) or None,
-        }
 
 
 class Supervisor:
@@ -184,6 +70,7 @@ class Supervisor:
         self.loop = asyncio.get_running_loop()
         self.next_id = self._load_next_id()
         self.problems: list[str] = []  # home-level problems (corrupt metadata, ...)
+        self.capture = Capture(self.loop, on_event=on_event, save_meta=self.save_meta)
 
     # ------------------------------------------------------------------ ids, lookup, persistence
 
@@ -347,11 +234,8 @@ class Supervisor:
     def _spawn(self, m: Managed) -> Run:
         spec = m.spec
         m.refresh_writers(self.config)
-        pipes = {}
+        pipes = self.capture.pipes()
         try:
-            for stream in ("out", "err"):
-                # Default-sized (64 KiB) until the child floods it: see _pump.
-                pipes[stream] = os.pipe()
             try:
                 popen = subprocess.Popen(
                     spec.argv,
@@ -385,10 +269,7 @@ class Supervisor:
             ctime = None
         run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
         run.exited = self.loop.create_future()
-        for stream, (r, _) in pipes.items():
-            os.set_blocking(r, False)
-            run.fds[stream] = r
-            self.loop.add_reader(r, self._on_readable, m, run, stream, r)
+        self.capture.attach(m, run, pipes)
         self.by_pid[run.pid] = (m, run)
         return run
 
@@ -482,88 +363,6 @@ class Supervisor:
         if changed:
             self.save_meta(m)
 
-    # ------------------------------------------------------------------ output capture
-
-    def _on_readable(self, m: Managed, run: Run, stream: str, fd: int) -> None:
-        self._pump(m, run, stream, fd)
-
-    def _pump(self, m: Managed, run: Run, stream: str, fd: int) -> bool:
-        """One read of a child's pipe into its log writer; False when nothing more can be read now
-        (the pipe is empty or closed, or the writer stalled)."""
-        try:
-            data = os.read(fd, READ_SIZE)
-        except BlockingIOError:
-            return False
-        except OSError:
-            data = b""
-        if len(data) >= GROW_PIPE_AT:
-            _grow_pipe(fd)
-        writer = m.writers[stream]
-        if not data or writer.closed:  # closed: deleted, or the daemon is ending
-            # a last line without newline must not run into the first line of the next run
-            writer.end_line()
-            self._close_fd(run, stream, fd)
-            return False
-        if writer.write(data):
-            return True
-        # the disk refused: stop draining so the child blocks instead of memory growing
-        self.loop.remove_reader(fd)
-        m.stalled[fd] = (run, stream)
-        self._note_log_problem(m, stream)
-        return False
-
-    def _drain_pipes(self, m: Managed, run: Run) -> None:
-        """Read what an exited child left in its pipes, so its last words are on disk before its
-        exit is reported (``tsm logs`` right after an exit sees everything). Bounded: a grandchild
-        still holding the pipe may write on; the loop's readers take the rest."""
-        for stream, fd in list(run.fds.items()):
-            if fd in m.stalled:
-                continue
-            for _ in range(64):
-                if not self._pump(m, run, stream, fd):
-                    break
-
-    def _note_log_problem(self, m: Managed, stream: str) -> None:
-        """Mirror a writer's problem into ``m.problems`` (describe, patrol) with an event when it
-        appears and when it clears."""
-        key = f"log-{stream}"
-        problem = m.writers[stream].problem
-        old = m.problems.get(key)
-        if problem == old:
-            return
-        if problem:
-            m.problems[key] = problem
-        else:
-            del m.problems[key]
-        if old is None:
-            self.on_event(m, "log-error", reason=f"{stream}: {problem}")
-        elif problem is None:
-            self.on_event(m, "log-resumed", reason=f"{stream}: capture resumed")
-        self.save_meta(m)
-
-    def _close_fd(self, run: Run, stream: str, fd: int) -> None:
-        self.loop.remove_reader(fd)
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-        run.fds.pop(stream, None)
-        if not run.fds:
-            run.pipes_closed.set()
-
-    def retry_logs(self, m: Managed) -> None:
-        """Periodic log upkeep (called every second): the writers' ticks (retries, time rotation,
-        pruning), resuming stalled pipes once their writer has caught up, problems reported."""
-        for w in m.writers.values():
-            w.tick()
-        for fd, (run, stream) in list(m.stalled.items()):
-            if m.writers[stream].retry():
-                del m.stalled[fd]
-                if run.fds.get(stream) == fd:  # the run may be over: its pipe is read to the end
-                    self.loop.add_reader(fd, self._on_readable, m, run, stream, fd)
-        for stream in m.writers:
-            self._note_log_problem(m, stream)
-
     # ------------------------------------------------------------------ exits
 
     def reap(self) -> None:
@@ -585,7 +384,7 @@ class Supervisor:
             self._on_exit(m, run, status)
 
     def _on_exit(self, m: Managed, run: Run, status: int) -> None:
-        self._drain_pipes(m, run)
+        self.capture.drain(m, run)
         code, sig = _decode(status)
         # clean tree: nothing of a finished run outlives its leader
         _killpg(run.pid, signal.SIGKILL)
@@ -707,9 +506,7 @@ class Supervisor:
         async with m.busy:
             await self.stop(m)
             self.procs.pop(m.name, None)
-            for fd, (run, stream) in list(m.stalled.items()):
-                self._close_fd(run, stream, fd)  # a pipe paused for back-pressure dies with it
-            m.stalled.clear()
+            self.capture.forget(m)
             for w in m.writers.values():
                 w.close()
             shutil.rmtree(m.dir, ignore_errors=True)
@@ -735,21 +532,6 @@ class Supervisor:
             if m.port is not None and ports and m.port not in ports:
                 notes.append(f"{m.name}: declared port {m.port}, listening on {', '.join(map(str, ports))}")
         return notes
-
-
-def _grow_pipe(fd: int) -> None:
-    """Raise a pipe's capacity to PIPE_SIZE (once it was found full: a chatty child).
-
-    Big pipes let a flooding child run on while the daemon is busy elsewhere, but Linux counts
-    pipe capacity against a per-user budget (fs.pipe-user-pages-soft, 64 MiB by default; past it
-    an unprivileged user's new pipes, all of theirs, get one page), so quiet processes keep the
-    default 64 KiB. Failure (over the budget, not Linux) just keeps the current size.
-    """
-    try:
-        if fcntl.fcntl(fd, F_GETPIPE_SZ) < PIPE_SIZE:
-            fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
-    except OSError:
-        pass
 
 
 def _decode(status: int) -> tuple[int | None, int | None]:
