@@ -14,6 +14,7 @@ $(PY):
 
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q tsm_notebook  # an editable install leaves no bytecode: every `tsm` call would compile
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -24,6 +24,7 @@ default retention (10 files) would delete lines by policy, which is not a captur
 
 from __future__ import annotations
 
+import compileall
 import json
 import os
 import shutil
@@ -90,6 +91,10 @@ class TsmDriver(Driver):
         self.env["TSM_HOME"] = str(self.home)
         self.env.pop("TSM_NAME", None)
         self.env.pop("TSM_ID", None)
+        # An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on these machines)
+        # stops Python from writing it: every `tsm` call would compile its modules from source,
+        # which a pip-installed tsm (and supervisor, and PM2's node) never does. Compile once.
+        compileall.compile_dir(Path(tsm_notebook.__file__).parent, quiet=1)
 
     def _run(self, *args: str, check: bool = True) -> float:
         return wall([*self.tsm, *args], self.env, ok=(0,) if check else None, timeout=COMMAND_TIMEOUT,
@@ -180,13 +185,17 @@ class TsmDriver(Driver):
         return self._run(*self._start_args(name, argv, port, *extra))
 
     def start_many(self, specs: list[tuple[str, list[str]]]) -> float:
-        """Start every ``(name, argv)`` in turn from Python on one client; seconds until the last returned."""
+        """Write every ``(name, argv)`` into the home's ``dump.json`` and run ``tsm resurrect``,
+        tsm's bulk start (as PM2 starts an ecosystem file and supervisor a conf.d file): the
+        launch windows of all the processes overlap. Seconds until the command returned."""
         started = time.monotonic()
-        env = {k: v for k, v in self.env.items()}
-        with Client(self.home, autostart=False, timeout=COMMAND_TIMEOUT) as client:
-            for name, argv in specs:
-                ns = commands.parse(self._start_args(name, argv, None))
-                commands.start(client, commands.spec_from_args(ns, cwd=str(self.home), env=env), env)
+        env = dict(self.env)
+        items = []
+        for name, argv in specs:
+            spec = commands.spec_from_args(commands.parse(self._start_args(name, argv, None)), cwd=str(self.home), env=env)
+            items.append({"name": name, "spec": spec.to_dict(), "env": commands.child_environment(env), "port": spec.port})
+        (self.home / "dump.json").write_text(json.dumps({"version": tsm_notebook.__version__, "processes": items}))
+        wall([*self.tsm, "resurrect"], env=self.env, timeout=COMMAND_TIMEOUT)
         return time.monotonic() - started
 
     def _rows(self) -> list[dict[str, Any]]:

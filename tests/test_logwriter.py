@@ -432,3 +432,24 @@ def test_close_is_final(tmp_path: Path) -> None:
     w.close()
     with pytest.raises(ValueError):
         w.write(b"x\n")
+
+
+def test_idle_writer_checks_its_path_every_idle_check_seconds(tmp_path: Path) -> None:
+    from tsm_notebook.logwriter import IDLE_CHECK
+
+    clock = Clock()
+    w = LogWriter(tmp_path, "out", clock=clock, compress=False)
+    try:
+        w.write(b"first\n")
+        w.tick()  # a full check: it wrote since the last one
+        moved = tmp_path / "moved.out"
+        os.replace(w.path, moved)  # an outside tool renames the file away
+        clock.t += 1.0
+        w.tick()  # idle and checked a second ago: no path check yet
+        assert not w.path.exists()
+        clock.t += IDLE_CHECK
+        w.tick()  # now it looks, and follows the path with a new file
+        w.write(b"second\n")
+        assert moved.read_bytes() == b"first\n" and w.path.read_bytes() == b"second\n"
+    finally:
+        w.close()

@@ -22,7 +22,11 @@ by the names that need them). Errors, all under :class:`TsmError`::
 """
 
 import importlib as _importlib
-from typing import Any as _Any
+
+TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotations are postponed
+if TYPE_CHECKING:
+    from typing import Any as _Any
+del TYPE_CHECKING
 
 from .errors import (
     DaemonError,
@@ -103,7 +107,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
+def __getattr__(name: str) -> "_Any":
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'tsm_notebook' has no attribute {name!r}")
@@ -116,14 +120,14 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-def load_ipython_extension(ipython: _Any) -> None:
+def load_ipython_extension(ipython: "_Any") -> None:
     """``%load_ext tsm_notebook``: register the ``%tsm`` / ``%%tsm`` magics and their completion."""
     from .magics import load
 
     load(ipython)
 
 
-def unload_ipython_extension(ipython: _Any) -> None:
+def unload_ipython_extension(ipython: "_Any") -> None:
     """``%unload_ext tsm_notebook``: remove the magics and the completion again."""
     from .magics import unload
 

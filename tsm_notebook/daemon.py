@@ -421,13 +421,14 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read {d.home.dump_file}: {exc}") from None
     started, skipped, failed = [], [], {}
-    for item in items:
-        name = item.get("name")
+
+    async def one(item: Any) -> None:
+        name = item.get("name") if isinstance(item, dict) else None
         m = d.sup.procs.get(name)
         try:
             if m is not None and m.status in states.RUNNING:
                 skipped.append(name)
-                continue
+                return
             spec = LaunchSpec.from_dict(item["spec"])
             spec.name = name
             spec.port = item.get("port")
@@ -436,8 +437,14 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
             started.append(m.name)
         except TsmError as exc:
             failed[str(name)] = exc.message
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             failed[str(name)] = f"malformed entry: {exc}"
+
+    # launch windows overlap: resurrecting 500 processes costs one window, not 500
+    await asyncio.gather(*(one(item) for item in items))
+    order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
+    started.sort(key=lambda n: order.get(n, 0))
+    skipped.sort(key=lambda n: order.get(n, 0))
     return {"started": started, "skipped": skipped, "failed": failed}
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as _dt
-from typing import Any, Iterable, Sequence
+TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotations are postponed
+if TYPE_CHECKING:
+    from typing import Any, Iterable, Sequence
 
 
 def duration(seconds: float | None) -> str:
@@ -40,6 +41,8 @@ def when(t: float | None) -> str:
     """Epoch seconds as local ISO time to the second."""
     if t is None:
         return "-"
+    import datetime as _dt  # only describe pays for it
+
     return _dt.datetime.fromtimestamp(t).isoformat(sep=" ", timespec="seconds")
 
 

@@ -17,12 +17,12 @@ import math
 import os
 import re
 import shlex
-import shutil
 import signal
 from collections.abc import Iterable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import PurePosixPath
-from typing import Any
+TYPE_CHECKING = False  # typing costs `tsm start` milliseconds to import; annotations are postponed
+if TYPE_CHECKING:
+    from typing import Any
 
 from .errors import UsageError
 from .paths import MAX_NAME, check_name
@@ -524,43 +524,112 @@ def parse_env_assignments(items: Iterable[str] | Mapping[str, str]) -> dict[str,
 # --------------------------------------------------------------------------- the spec
 
 
-@dataclass
+#: the fields every spec must be given, in order
+_REQUIRED = (
+    "command",  # as the user gave it; shlex.join(argv) for an argv
+    "argv",  # what is exec'd
+    "shell",  # argv is ["/bin/sh", "-c", command]
+    "name",  # --name, or the derived base name; final_name() adds the port
+    "name_given",
+    "port",  # declared: --port, else PORT in env, else from the command
+    "port_search",  # "P+": the first free port >= port
+    "cwd",  # absolute, an existing directory
+    "env",  # env file values, then -e values (later wins)
+    "env_file",  # absolute path, or ""
+    "interpreter",  # as classify() gives it; the daemon may resolve it
+    "type",  # python, node, bash or other
+)
+#: the optional fields and their defaults
+_DEFAULTS: dict[str, object] = {
+    "autorestart": True,
+    "max_restarts": 15,  # PM2's default
+    "min_uptime": 1.0,  # seconds; a shorter run is an unstable restart
+    "restart_delay": 0.0,  # seconds
+    "exp_backoff": None,  # seconds, base of the exponential delay; None = off
+    "max_memory": None,  # bytes of RSS before a restart; None = no limit
+    "kill_timeout": 1.6,  # seconds between stop_signal and SIGKILL (PM2's 1600 ms)
+    "stop_signal": "SIGTERM",
+    "wait_port": False,  # online only once the port listens
+    "time": False,  # timestamp log lines
+    "log_max_size": None,  # bytes; None = the home's default
+    "log_retain": None,  # rotated files kept; None = the home's default
+    "log_compress": None,  # None = the home's default
+}
+
+
 class LaunchSpec:
     """What to launch and how to supervise it: the validated form of ``tsm start``'s options.
 
     Durations are seconds, sizes bytes; None means "off" or "the home's default". ``name`` is the
-    base name; the daemon appends the port with :func:`final_name`.
+    base name; the daemon appends the port with :func:`final_name`. A plain class with slots
+    rather than a dataclass: ``tsm start`` imports this module, and ``dataclasses`` (with the
+    ``inspect`` it pulls in) would cost every start about 10 ms.
     """
 
-    command: str  # as the user gave it; shlex.join(argv) for an argv
-    argv: list[str]  # what is exec'd
-    shell: bool  # argv is ["/bin/sh", "-c", command]
-    name: str | None  # --name, or the derived base name; final_name() adds the port
+    FIELDS = _REQUIRED + tuple(_DEFAULTS)
+    __slots__ = FIELDS
+
+    command: str
+    argv: list[str]
+    shell: bool
+    name: str | None
     name_given: bool
-    port: int | None  # declared: --port, else PORT in env, else from the command
-    port_search: bool  # "P+": the first free port >= port
-    cwd: str  # absolute, an existing directory
-    env: dict[str, str]  # env file values, then -e values (later wins)
-    env_file: str  # absolute path, or ""
-    interpreter: str  # as classify() gives it; the daemon may resolve it
-    type: str  # python, node, bash or other
-    autorestart: bool = True
-    max_restarts: int = 15  # PM2's default
-    min_uptime: float = 1.0  # seconds; a shorter run is an unstable restart
-    restart_delay: float = 0.0  # seconds
-    exp_backoff: float | None = None  # seconds, base of the exponential delay; None = off
-    max_memory: int | None = None  # bytes of RSS before a restart; None = no limit
-    kill_timeout: float = 1.6  # seconds between stop_signal and SIGKILL (PM2's 1600 ms)
-    stop_signal: str = "SIGTERM"
-    wait_port: bool = False  # online only once the port listens
-    time: bool = False  # timestamp log lines
-    log_max_size: int | None = None  # bytes; None = the home's default
-    log_retain: int | None = None  # rotated files kept; None = the home's default
-    log_compress: bool | None = None  # None = the home's default
+    port: int | None
+    port_search: bool
+    cwd: str
+    env: dict[str, str]
+    env_file: str
+    interpreter: str
+    type: str
+    autorestart: bool
+    max_restarts: int
+    min_uptime: float
+    restart_delay: float
+    exp_backoff: float | None
+    max_memory: int | None
+    kill_timeout: float
+    stop_signal: str
+    wait_port: bool
+    time: bool
+    log_max_size: int | None
+    log_retain: int | None
+    log_compress: bool | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        if len(args) > len(self.FIELDS):
+            raise TypeError(f"LaunchSpec takes at most {len(self.FIELDS)} positional arguments")
+        values = dict(_DEFAULTS)
+        for key, value in zip(self.FIELDS, args):
+            values[key] = value
+        for key, value in kwargs.items():
+            if key not in values and key not in _REQUIRED:
+                raise TypeError(f"LaunchSpec got an unexpected field {key!r}")
+            if key in self.FIELDS[: len(args)]:
+                raise TypeError(f"LaunchSpec got {key!r} twice")
+            values[key] = value
+        missing = [f for f in _REQUIRED if f not in values]
+        if missing:
+            raise TypeError(f"LaunchSpec is missing {', '.join(missing)}")
+        for key in self.FIELDS:
+            object.__setattr__(self, key, values[key])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, LaunchSpec):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self.FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return "LaunchSpec(" + ", ".join(f"{f}={getattr(self, f)!r}" for f in self.FIELDS) + ")"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict of every field (lists and dicts copied)."""
-        return asdict(self)
+        out = {}
+        for f in self.FIELDS:
+            value = getattr(self, f)
+            out[f] = list(value) if isinstance(value, list) else dict(value) if isinstance(value, dict) else value
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LaunchSpec:
@@ -568,12 +637,10 @@ class LaunchSpec:
 
         Raises :class:`UsageError` when a required field is missing.
         """
-        known = {f.name for f in fields(cls)}
-        required = {f.name for f in fields(cls) if f.default is MISSING}
-        missing = sorted(required - data.keys())
+        missing = sorted(set(_REQUIRED) - data.keys())
         if missing:
             raise UsageError(f"invalid launch spec: missing {', '.join(missing)}")
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in cls.FIELDS}
         try:
             values["argv"] = [str(a) for a in values["argv"]]
             values["env"] = {str(k): str(v) for k, v in dict(values["env"]).items()}
@@ -635,6 +702,8 @@ def _which(program: str, cwd: str, path_env: str | None) -> str | None:
         path = os.path.join(cwd, os.path.expanduser(program))
         return path if os.path.exists(path) else None
     search = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
+    import shutil  # only when a program must be found: spares `tsm start` its import
+
     return shutil.which(program, path=search)
 
 

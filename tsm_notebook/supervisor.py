@@ -304,6 +304,11 @@ class Supervisor:
             run.launch_waiting = False
 
     async def _wait_launched(self, m: Managed, run: Run, window: float) -> None:
+        """Wait out the launch window, or with ``wait_port`` until the port accepts (60 s at most).
+
+        A process with a declared port that accepts connections is evidently up, so it is online
+        at once instead of at the end of the window (the port was checked free before the spawn).
+        """
         deadline = self.loop.time() + window
         if m.spec.wait_port:
             deadline = self.loop.time() + 60.0
@@ -311,9 +316,9 @@ class Supervisor:
             remaining = deadline - self.loop.time()
             if run.exited.done() or remaining <= 0:
                 break
-            if m.spec.wait_port and m.port is not None and accepts(m.port):
+            if m.port is not None and accepts(m.port):
                 break
-            step = min(remaining, 0.02 if m.spec.wait_port else remaining)
+            step = min(remaining, 0.01 if m.port is not None else remaining)
             try:
                 await asyncio.wait_for(asyncio.shield(run.exited), step)
             except asyncio.TimeoutError:
