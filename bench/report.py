@@ -240,13 +240,14 @@ def markdown(result: Mapping[str, Any], notes: str | None = None) -> str:
         lines += [
             "tsm_notebook keeps its defaults too (see `bench/tsm_driver.py`): everything timed is "
             "the real `tsm` command line with its own `TSM_HOME`; `tsm start` returns once the "
-            "child has lived through the launch window (250 ms); stop is SIGTERM, SIGKILL after "
+            "child has lived through the launch window (250 ms), or as soon as its declared port "
+            "accepts; stop is SIGTERM, SIGKILL after "
             "1.6 s; logs rotate at 10 MB and are gzipped in the background (the flood is started "
             "with `--log-retain 1000` so no rotated file is pruned, and every rotated file is "
-            "counted). The 500 processes of \"many\" are started one by one from Python "
-            "(`tsm_notebook.commands.start` on one `Client`, as a notebook loop would), since tsm "
-            "has no ecosystem file; the pids are read with the `ls` request of `tsm ls --json` on an "
-            "open client.",
+            "counted). The 500 processes of \"many\" are written into the home's `dump.json` and "
+            "started by one `tsm resurrect`, which launches them concurrently (tsm's bulk start, as "
+            "PM2 starts an ecosystem file); the pids are read with the `ls` request of "
+            "`tsm ls --json` on an open client.",
             "",
         ]
     if not with_tsm:
@@ -291,7 +292,7 @@ def markdown(result: Mapping[str, Any], notes: str | None = None) -> str:
         "of the manager's log files (rotated ones included, uncompressed size); lost = N minus the "
         "distinct intact lines found in the logs (gzipped ones decompressed).",
         "* many processes: one bulk start (PM2: one ecosystem file; supervisor: one program file "
-        "and `supervisorctl update`; tsm: a Python loop, see above), until it returned and until "
+        "and `supervisorctl update`; tsm: `dump.json` and `tsm resurrect`), until it returned and until "
         "every process has a pid; the status command once; `stop all`.",
         "",
     ]

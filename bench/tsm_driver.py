@@ -5,16 +5,17 @@ Everything a user would type is timed as the ``tsm`` command (``<venv>/bin/tsm``
 cold, ``tsm start --name N [--port P] -- ARGV`` starts one process, ``tsm ls`` is the status
 command, ``tsm stop NAME|all``, ``tsm delete all``, and ``tsm kill`` shuts everything down. Defaults
 are kept: SIGTERM then SIGKILL after ``kill_timeout`` 1.6 s, a start returns once the child has
-been alive for the launch window (250 ms), logs rotate at 10 MB and are gzipped in the background.
+been alive for the launch window (250 ms) or its declared port accepts, logs rotate at 10 MB and
+are gzipped in the background.
 
 Three things do not go through the command line, each for the reason given:
 
 * ``pid``/``pids``/``online`` send the ``ls`` request of ``tsm ls --json`` over the daemon's socket
   with an open :class:`tsm_notebook.client.Client`, without an interpreter start-up per look (the
   PM2 driver reads pid files and the supervisor driver asks XML-RPC for the same reason).
-* ``start_many`` (500 processes) starts them one by one from Python with
-  :func:`tsm_notebook.commands.start` on one client, as a notebook user's loop of ``tsm.start``
-  would: tsm has no ecosystem file or bulk start command.
+* ``start_many`` (500 processes) writes them into the home's ``dump.json`` and runs
+  ``tsm resurrect``, tsm's bulk start: it launches them concurrently, so their launch windows
+  overlap (PM2 starts an ecosystem file, supervisor a conf.d file).
 * ``status_in_process`` times ``tsm_notebook.processes()`` (a DataFrame, pandas already imported)
   and a bare ``Client.call("ls")``: the status as a notebook sees it.
 
@@ -173,7 +174,7 @@ class TsmDriver(Driver):
         return [*args, *extra, "--", *argv]
 
     def start(self, name: str, argv: list[str], *, port: int | None = None) -> float:
-        """``tsm start --name NAME [--port P] -- ARGV``; returns after the launch window (250 ms).
+        """``tsm start --name NAME [--port P] -- ARGV``; returns after the launch window (250 ms), or once the port accepts.
 
         ``name`` may already end in ``-P`` (tsm keeps such a name as is).
         """
