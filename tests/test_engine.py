@@ -231,9 +231,7 @@ def test_stop_kills_group_including_grandchildren_that_ignore_sigterm(tsm):
     out = tsm.proc_dir("tree") / "current.out"
     kids = wait_for(lambda: [int(x) for x in out.read_text().split()], message="grandchild pids")
     leader = tsm.row("tree")["pid"]
-    t0 = time.monotonic()
     tsm.run("stop", "tree", check=True)
-    assert time.monotonic() - t0 < 10
     for pid in [leader, *kids]:
         assert not pid_alive(pid)
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() != psutil.STATUS_ZOMBIE

@@ -365,12 +365,9 @@ def test_rotation_does_not_compress_on_the_callers_thread(tmp_path: Path) -> Non
     big = b"\n".join(blob[i : i + 80] for i in range(0, len(blob), 80)) + b"\n"  # ~0.5 s of gzip
     w = LogWriter(tmp_path, "out", max_size=64 << 20, **FOREVER)
     assert w.write(big)
-    started = time.monotonic()
     assert w.rotate()
-    took = time.monotonic() - started
     name = rotated_files(tmp_path)[0]
     assert name.endswith(".log"), "compression has not finished when rotate() returns"
-    assert took < 0.2
     w.close()
     assert rotated_files(tmp_path) == [name + ".gz"]
     assert gzip.decompress((tmp_path / (name + ".gz")).read_bytes()) == big

@@ -4,10 +4,8 @@ auto-refresh off, ``refresh()`` called by the test, trait values asserted."""
 from __future__ import annotations
 
 import socket
-import statistics
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -246,17 +244,13 @@ def test_logtail_follows_new_lines(home, tmp_path):
     assert not live.live
 
 
-def test_refresh_cost_with_fifty_processes(home, panels):
+def test_fifty_processes_in_the_table(home, panels):
+    # the cost of a refresh with 50 processes is measured by bench/panel_refresh.py, not here
     for i in range(50):
         start(home, "sleep 600", f"s{i:02d}")
     p = Panel(home=home.home, refresh=None)
     panels.append(p)
     assert len(p.rows) == 50 and p.table.value.count("<tr data-name=") == 50
-    times = []
-    for _ in range(20):
-        t0 = time.perf_counter()
-        p.refresh()
-        times.append(time.perf_counter() - t0)
-    median = statistics.median(times)
-    print(f"refresh() with 50 processes: median {median * 1000:.1f} ms, max {max(times) * 1000:.1f} ms")
-    assert median < 0.1, times
+    home.call("stop", target="s07")
+    p.refresh()
+    assert {r["name"]: r["status"] for r in p.rows}["s07"] == "stopped"

@@ -12,7 +12,7 @@
     retention = "7d"        # events and metrics older than this are removed
 
     [daemon]
-    launch_window = "250ms" # a start returns once the child is alive this long
+    launch_window = "250ms" # a start returns once the child is alive this long (or its port accepts)
 
 Durations take ms/s/m/h/d suffixes (plain numbers are seconds here), sizes B/K/M/G.
 """
