@@ -450,3 +450,27 @@ def test_idle_writer_checks_its_path_every_idle_check_seconds(tmp_path: Path) ->
         assert moved.read_bytes() == b"first\n" and w.path.read_bytes() == b"second\n"
     finally:
         w.close()
+
+
+def test_compression_waits_for_the_stream_to_calm(tmp_path: Path) -> None:
+    from tsm_notebook.logwriter import DEFER_MAX
+
+    w = LogWriter(tmp_path, "out", max_size=1024, **FOREVER)
+    try:
+        line = b"x" * 99 + b"\n"
+        for _ in range(30):
+            assert w.write(line)
+        w.tick()  # the stream wrote since the last tick: a burst, nothing is compressed yet
+        rotated = rotated_files(tmp_path)
+        assert rotated and all(name.endswith(".log") for name in rotated)
+        w.tick()  # a tick with no write in between: the stream is quiet, compress
+        wait_until(lambda: all(n.endswith(".gz") for n in rotated_files(tmp_path)), tick=w.tick)
+        # a long flood still compresses in batches, never more than DEFER_MAX files behind
+        for _ in range(11 * (DEFER_MAX + 2)):
+            assert w.write(line)
+        # (those handed to the compressor finish in the background; no tick, so no quiet-stream flush)
+        wait_until(lambda: sum(n.endswith(".log") for n in rotated_files(tmp_path)) <= DEFER_MAX)
+        assert sum(n.endswith(".gz") for n in rotated_files(tmp_path)) > len(rotated)
+    finally:
+        w.close()
+    assert all(n.endswith(".gz") for n in rotated_files(tmp_path))

@@ -33,6 +33,7 @@ __all__ = ["LogWriter"]
 
 _OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _GZIP_LEVEL = 1  # fast: on a 2-core box the compressor competes with the children it logs
+DEFER_MAX = 16  # rotated files left uncompressed while a stream floods, at most
 IDLE_CHECK = 5.0  # seconds between path checks of a writer that has nothing to do
 _COPY_SIZE = 256 * 1024
 _pool_lock = threading.Lock()
@@ -129,6 +130,7 @@ class LogWriter:
         self._prune_due = True
         self._next_age_check = 0.0
         self._active = True  # written to (or changed) since the last full tick
+        self._deferred: list[int] = []  # rotated while the stream was busy: compressed once it calms
         self._last_check = float("-inf")
         self._prefix_second = -1
         self._prefix_head = b""
@@ -205,15 +207,18 @@ class LogWriter:
             return
         now = self._clock()
         if (
-            not (self._active or self._pending or self._jobs or self._rotate_requested or self._prune_due)
+            not (self._active or self._pending or self._jobs or self._rotate_requested or self._prune_due
+                 or self._deferred)
             and self._fd is not None
             and now - self._last_check < IDLE_CHECK
             and now < self._next_age_check
             and not (self._rotate_every is not None and self._size > 0 and now - self._opened_at >= self._rotate_every)
         ):
             return  # an idle writer checks its path every IDLE_CHECK seconds, not every tick
-        self._active = False
+        was_active, self._active = self._active, False
         self._last_check = now
+        if self._deferred and not was_active:
+            self._submit_deferred()  # the stream calmed: compress what rotated during the burst
         self._collect_jobs()
         self._rotate_blocked = False
         if self._fd is not None:
@@ -278,6 +283,7 @@ class LogWriter:
         with self._lock:
             self._generation += 1
         self._failed_compressions.clear()
+        self._deferred.clear()
         try:
             if self._fd is not None:
                 os.ftruncate(self._fd, 0)
@@ -306,6 +312,8 @@ class LogWriter:
             self._drain_pending()
         self._close_fd()
         self._closed = True
+        if self._deferred and self._compress:
+            self._submit_deferred()
         if self._jobs:
             wait_futures(list(self._jobs.values()), timeout=timeout)
         self._collect_jobs()
@@ -521,7 +529,11 @@ class LogWriter:
             retry, self._failed_compressions = self._failed_compressions, []
             for old in retry:
                 self._submit(old)
-            self._submit(stamp)
+            # Compressing while the child floods would take CPU from it (on two cores, a lot):
+            # wait until a tick finds the stream quiet, or until DEFER_MAX files are waiting.
+            self._deferred.append(stamp)
+            if len(self._deferred) >= DEFER_MAX:
+                self._submit_deferred()
 
     # -- compression and retention -------------------------------------------------------------
 
@@ -563,6 +575,12 @@ class LogWriter:
             os.unlink(self.directory / name)
         except OSError:
             pass
+
+    def _submit_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, []
+        for stamp in deferred:
+            if (self.directory / rotated_name(self.stream, stamp)).exists():  # not pruned or flushed meanwhile
+                self._submit(stamp)
 
     def _submit(self, stamp: int) -> None:
         if stamp not in self._jobs:
