@@ -35,7 +35,7 @@ from .sampler import Sampler
 from .spec import LaunchSpec
 from .store import Store
 from .managed import Managed
-from .supervisor import Supervisor, set_subreaper
+from .supervisor import Supervisor, group_alive, set_subreaper
 
 log = logging.getLogger("tsm.daemon")
 
@@ -158,14 +158,14 @@ class Daemon:
             except (ProcessLookupError, PermissionError):
                 pass
             deadline = time.monotonic() + m.spec.kill_timeout
-            while time.monotonic() < deadline and _pgroup_alive(pid):
+            while time.monotonic() < deadline and group_alive(pid):
                 await asyncio.sleep(0.02)
             try:
                 os.killpg(pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline and _pgroup_alive(pid):
+            while time.monotonic() < deadline and group_alive(pid):
                 await asyncio.sleep(0.02)
         self.event(m, "recover", reason="was running when the previous daemon ended")
         try:
@@ -512,14 +512,6 @@ def _same_process(pid: int, ctime: float | None) -> bool:
         p = psutil.Process(pid)
         return ctime is None or abs(p.create_time() - ctime) < 0.01
     except psutil.Error:
-        return False
-
-
-def _pgroup_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except OSError:
         return False
 
 

@@ -489,7 +489,7 @@ class Panel(_Live, widgets.VBox):
         if row is None:
             return '<span class="tsm-muted">no process selected: start one below</span>'
         command = row.get("command") or " ".join(row.get("argv") or [])
-        exit_text = render._exit(row)  # the text renderer's wording: "code 1", "SIGKILL", "-"
+        exit_text = render.exit_text(row)  # the text renderer's wording: "code 1", "SIGKILL", "-"
         parts = [f"<b>{_html.escape(row['name'])}</b>", tsm_html.status_badge(row.get("status")),
                  f'pid <b class="tsm-pid">{row.get("pid") or "-"}</b>',
                  f"port {tsm_html.port_link(row.get('port'))}",

@@ -84,7 +84,7 @@ def describe(r: dict[str, Any]) -> str:
         ("uptime", duration(r.get("uptime"))), ("started", when(r.get("start_time"))),
         ("created", when(r.get("created"))), ("restarts", r.get("restarts")),
         ("unstable restarts", r.get("unstable_restarts")),
-        ("last exit", _exit(r)), ("cpu", percent(r.get("cpu"))), ("memory", size(r.get("memory"))),
+        ("last exit", exit_text(r)), ("cpu", percent(r.get("cpu"))), ("memory", size(r.get("memory"))),
         ("autorestart", r.get("autorestart")), ("max restarts", r.get("max_restarts")),
         ("min uptime", f"{r.get('min_uptime')}s"), ("restart delay", f"{r.get('restart_delay')}s"),
         ("exp backoff", f"{r['exp_backoff']}s" if r.get("exp_backoff") else "-"),
@@ -98,7 +98,8 @@ def describe(r: dict[str, Any]) -> str:
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in items)
 
 
-def _exit(r: dict[str, Any]) -> str:
+def exit_text(r: dict[str, Any]) -> str:
+    """How a process last ended: ``code 1``, ``SIGKILL`` or ``-``."""
     if r.get("exit_signal") is not None:
         import signal
 

@@ -131,22 +131,11 @@ class Supervisor:
 
     # ------------------------------------------------------------------ create / start
 
-    def _port_for(self, spec: LaunchSpec) -> int | None:
-        port = spec.port
-        if port is None and "PORT" in spec.env:
-            try:
-                port = int(spec.env["PORT"])
-            except ValueError:
-                raise UsageError(f"PORT={spec.env['PORT']!r} in the environment is not a number") from None
-        return port
-
-    def _check_port(self, port: int, *, exclude: Managed | None = None) -> None:
+    def _check_port(self, port: int) -> None:
         if is_free(port):
             return
         pid, cmd = holder(port)
         owner = self.owner_of(pid) if pid else None
-        if owner is not None and owner is exclude:
-            return
         if owner is not None:
             msg = f"port {port} is in use by {owner.name} (TSM ID {owner.tsm_id}, PID {pid}: {cmd})"
         elif pid:
@@ -166,7 +155,7 @@ class Supervisor:
 
     async def create(self, spec: LaunchSpec, env: dict[str, str]) -> Managed:
         """Validate, create the directory and metadata, spawn, wait for the launch window."""
-        port = self._port_for(spec)
+        port = spec.port  # build_spec already took PORT from the env file or -e
         if port is not None and spec.port_search:
             found = first_free(port)
             if found is None:
@@ -471,7 +460,7 @@ class Supervisor:
             _kill(p, sig)
         deadline = self.loop.time() + m.spec.kill_timeout
         while self.loop.time() < deadline:
-            if run.exited.done() and not _group_alive(run.pid):
+            if run.exited.done() and not group_alive(run.pid):
                 break
             await asyncio.sleep(0.01 if self.loop.time() < deadline - 1 else 0.02)
         else:
@@ -558,7 +547,8 @@ def _kill(pid: int, sig: int) -> None:
         pass
 
 
-def _group_alive(pgid: int) -> bool:
+def group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists."""
     try:
         os.killpg(pgid, 0)
         return True
