@@ -13,7 +13,7 @@ $(PY):
 	$(PY) -m pip install -q --upgrade pip
 
 $(STAMP): $(PY) pyproject.toml
-	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m compileall -q tsm_notebook  # an editable install leaves no bytecode: every `tsm` call would compile
 	touch $(STAMP)
 
@@ -34,6 +34,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP) chromium
+	$(VENV)/bin/lint-imports --no-cache  # the layers' contracts (pyproject.toml)
 	$(PY) -m pytest -p no:cacheprovider
 
 # The full benchmark (about half an hour): pinned PM2 and supervisor go into bench/.cache/ first.

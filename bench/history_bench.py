@@ -34,11 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.measure import wait_until  # noqa: E402
-from tsm_notebook import commands  # noqa: E402
-from tsm_notebook.client import Client  # noqa: E402
-from tsm_notebook.config import Config  # noqa: E402
-from tsm_notebook.sampler import Sampler  # noqa: E402
-from tsm_notebook.store import Store  # noqa: E402
+from tsm_notebook.client import commands  # noqa: E402
+from tsm_notebook.client.client import Client  # noqa: E402
+from tsm_notebook.core.config import Config  # noqa: E402
+from tsm_notebook.engine.sampler import Sampler  # noqa: E402
+from tsm_notebook.engine.store import Store  # noqa: E402
 
 PY = os.path.realpath(sys.executable)
 SLEEPER = str(ROOT / "bench" / "workloads" / "sleeper.py")
@@ -195,7 +195,7 @@ def main() -> None:
         results.append(("sampler, one tick", ms(ticks)))
         results.append(("sampler, per process per tick", f"{med / n * 1e6:.0f} us"))
 
-        from tsm_notebook import frames
+        from tsm_notebook.notebook import frames
 
         frames.processes(client=client)  # warm: pandas' first-use paths
         calls = []

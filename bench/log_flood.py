@@ -194,9 +194,9 @@ def run_file(work: Path, count: int, mode: str) -> dict:
 def run_tsm(work: Path, count: int, mode: str, *, stamped: bool = False, children: int = 1,
             extra: list[str] = ()) -> dict:
     from bench.measure import cpu_seconds
-    from tsm_notebook import commands
-    from tsm_notebook.client import Client
-    from tsm_notebook.logread import log_files, tail
+    from tsm_notebook.client import commands
+    from tsm_notebook.client.client import Client
+    from tsm_notebook.core.logread import log_files, tail
 
     stamped = stamped or "--time" in extra
     home = Path(tempfile.mkdtemp(prefix="tsm-flood-", dir="/tmp"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tsm_notebook.logwriter import LogWriter  # noqa: E402
+from tsm_notebook.engine.logwriter import LogWriter  # noqa: E402
 
 LINE = b"2026-11-28 23:01:02 INFO worker-3 processed item 0000000 ok\n"
 assert len(LINE) == 60

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     os.environ["TSM_HOME"] = str(home)
 
     import tsm_notebook as tsm
-    from tsm_notebook import api
+    from tsm_notebook.notebook import api
 
     try:
         t0 = time.perf_counter()

@@ -18,8 +18,8 @@ home = tempfile.mkdtemp(prefix="tsmp-", dir="/tmp")
 os.environ["TSM_HOME"] = home
 
 import tsm_notebook as tsm  # noqa: E402
-from tsm_notebook.client import Client  # noqa: E402
-from tsm_notebook.panel import Panel  # noqa: E402
+from tsm_notebook.client.client import Client  # noqa: E402
+from tsm_notebook.notebook.panel import Panel  # noqa: E402
 
 try:
     for i in range(N):

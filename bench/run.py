@@ -322,6 +322,10 @@ def available_drivers(wanted: list[str] | None) -> list[Driver]:
     factories["pm2"] = PM2Driver
     factories["supervisor"] = SupervisorDriver
     names = wanted or list(factories)
+    if "tsm" in factories:  # tsm@TREE: another checkout's package, for a before/after in one run
+        for n in names:
+            if n.startswith("tsm@"):
+                factories[n] = (lambda tree: lambda: factories["tsm"](tree=Path(tree)))(n[4:])
     unknown = [n for n in names if n not in factories]
     if unknown:
         raise SystemExit(f"unknown or unavailable driver(s): {', '.join(unknown)}; have {', '.join(factories)}")

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from tsm_notebook.sampler import Sampler, _process_table
+from tsm_notebook.engine.sampler import Sampler, _process_table
 
 
 SLEEPER = "import time; time.sleep(600)"

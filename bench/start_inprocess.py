@@ -4,7 +4,7 @@ import os, socket, statistics, subprocess, sys, tempfile, time
 home = tempfile.mkdtemp(prefix="tsmi-", dir="/tmp")
 os.environ["TSM_HOME"] = home
 import tsm_notebook as tsm
-from tsm_notebook.client import Client
+from tsm_notebook.client.client import Client
 PY = os.path.realpath(sys.executable)
 
 def free():

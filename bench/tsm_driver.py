@@ -40,9 +40,9 @@ from bench.driver import Driver
 from bench.measure import wait_gone, wait_until, wall
 
 import tsm_notebook
-from tsm_notebook import commands
-from tsm_notebook.client import Client
-from tsm_notebook.procs import pid_alive
+from tsm_notebook.client import commands
+from tsm_notebook.client.client import Client
+from tsm_notebook.core.procs import pid_alive
 
 #: Seconds allowed for the daemon to come up, or to exit after ``tsm kill``.
 DAEMON_TIMEOUT = 30.0
@@ -68,12 +68,22 @@ class TsmDriver(Driver):
     name = "tsm"
     version = tsm_notebook.__version__
 
-    def __init__(self, *, log_max_size: str | None = None) -> None:
+    def __init__(self, *, log_max_size: str | None = None, tree: Path | None = None) -> None:
         """Nothing is created until :meth:`setup`. ``log_max_size`` (a ``--log-max-size`` value such
-        as ``"64K"``) makes the flood's logs rotate sooner than the 10 MB default: a test's seam."""
+        as ``"64K"``) makes the flood's logs rotate sooner than the 10 MB default: a test's seam.
+
+        ``tree`` runs another checkout's package instead (``python -m tsm_notebook`` with that
+        folder first on ``PYTHONPATH``), named ``tsm@<folder>``: ``--drivers tsm@../old,tsm@.``
+        compares two versions of the code in one run."""
         super().__init__()
         self.log_max_size = log_max_size
-        self.tsm = tsm_command()
+        self.tree = Path(tree).resolve() if tree is not None else None
+        if self.tree is not None:
+            self.name = f"tsm@{self.tree.name}"
+            self.tsm = [sys.executable, "-m", "tsm_notebook"]
+            self.env["PYTHONPATH"] = str(self.tree)
+        else:
+            self.tsm = tsm_command()
         self.home = Path()
         self._own_home = False
         self._client: Client | None = None
@@ -95,7 +105,8 @@ class TsmDriver(Driver):
         # An editable install has no bytecode, and PYTHONDONTWRITEBYTECODE (set on these machines)
         # stops Python from writing it: every `tsm` call would compile its modules from source,
         # which a pip-installed tsm (and supervisor, and PM2's node) never does. Compile once.
-        compileall.compile_dir(Path(tsm_notebook.__file__).parent, quiet=1)
+        package = self.tree / "tsm_notebook" if self.tree is not None else Path(tsm_notebook.__file__).parent
+        compileall.compile_dir(package, quiet=1)
 
     def _run(self, *args: str, check: bool = True) -> float:
         return wall([*self.tsm, *args], self.env, ok=(0,) if check else None, timeout=COMMAND_TIMEOUT,
@@ -226,7 +237,7 @@ class TsmDriver(Driver):
         ``tsm_notebook.processes(home)`` opens a connection and builds the DataFrame (pandas is
         imported before the clock starts); ``Client.call("ls")`` is one request on an open client.
         """
-        from tsm_notebook import frames  # pandas: imported once, outside the timing
+        from tsm_notebook.notebook import frames  # pandas: imported once, outside the timing
 
         client = Client(self.home, autostart=False, timeout=COMMAND_TIMEOUT)
         try:

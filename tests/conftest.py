@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tsm_notebook.client import Client  # noqa: E402
-from tsm_notebook.procs import pid_alive  # noqa: E402
+from tsm_notebook.client.client import Client  # noqa: E402
+from tsm_notebook.core.procs import pid_alive  # noqa: E402
 
 PY = os.path.realpath(sys.executable)
 

@@ -14,9 +14,9 @@ import pytest
 
 import tsm_notebook
 from conftest import PY, ROOT, accepts, pid_alive, wait_for
-from tsm_notebook import api
-from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
-from tsm_notebook.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
+from tsm_notebook.notebook import api
+from tsm_notebook.notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
+from tsm_notebook.core.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
 
 SLEEP = [PY, "-c", "import time; time.sleep(600)"]
 
@@ -46,7 +46,7 @@ def test_every_public_function_and_class_has_a_docstring():
         obj = getattr(tsm_notebook, name)
         if callable(obj):
             assert (obj.__doc__ or "").strip(), name
-    from tsm_notebook import magics
+    from tsm_notebook.notebook import magics
 
     for module in (api, magics):
         for name in module.__all__:

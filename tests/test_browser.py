@@ -24,7 +24,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import PY, ROOT, free_port, wait_for
-from tsm_notebook import commands
+from tsm_notebook.client import commands
 
 pytestmark = pytest.mark.browser
 
@@ -148,7 +148,7 @@ def test_panel_in_jupyterlab(tsm, tmp_path):
 
     nb_dir = tmp_path / "nb"
     nb_dir.mkdir()
-    nb = new_notebook(cells=[new_code_cell("from tsm_notebook.panel import Panel\npanel = Panel(refresh=0.5)\npanel")])
+    nb = new_notebook(cells=[new_code_cell("from tsm_notebook.notebook.panel import Panel\npanel = Panel(refresh=0.5)\npanel")])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, str(nb_dir / "panel.ipynb"))
     ARTIFACTS.mkdir(exist_ok=True)

@@ -17,7 +17,7 @@ import pytest
 
 from conftest import PY, accepts, free_port, pid_alive, wait_for
 from tsm_notebook import __version__
-from tsm_notebook.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, VersionMismatch
+from tsm_notebook.core.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, VersionMismatch
 
 SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 
@@ -44,7 +44,7 @@ def test_daemon_starts_on_demand_with_private_socket(tsm):
 
 def test_second_daemon_refuses(tsm):
     tsm.run("ping", check=True)
-    r = subprocess.run([sys.executable, "-m", "tsm_notebook.daemon", "--home", str(tsm.home), "--foreground"],
+    r = subprocess.run([sys.executable, "-m", "tsm_notebook.engine", "--home", str(tsm.home), "--foreground"],
                        env=tsm.env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 3
     assert "already running" in r.stderr
@@ -163,7 +163,7 @@ def test_port_in_use_is_refused_naming_the_holder(tsm, port):
 def test_port_held_by_managed_process_names_it(tsm, port):
     tsm.run("start", f"python3 -m http.server {port} --bind 127.0.0.1", "--name", "one", "--wait-port", check=True)
     with pytest.raises(PortInUse, match=f"in use by one-{port}"):
-        from tsm_notebook.spec import build_spec
+        from tsm_notebook.core.spec import build_spec
 
         tsm.call("start", spec=build_spec(f"python3 -m http.server {port}", name="two").to_dict(), env=dict(os.environ))
 
@@ -282,7 +282,7 @@ def test_crash_is_restarted_with_true_counts(tsm):
     # the crash event carries the pid and the signal; a manual restart records the stop it made
     tsm.run("restart", "c", check=True)
     assert tsm.call("history_flush")
-    from tsm_notebook.store import read_events
+    from tsm_notebook.core.history import read_events
 
     ev = read_events(tsm.home / "db" / "tsm.sqlite", name="c")
     crash = next(e for e in ev if e["event"] == "crash")
@@ -455,7 +455,7 @@ def test_not_found_errors_in_python(tsm):
     with pytest.raises(ProcessNotFound):
         tsm.call("stop", target="nothing")
     tsm.run("start", SLEEP, "--name", "one", check=True)
-    from tsm_notebook.spec import build_spec
+    from tsm_notebook.core.spec import build_spec
 
     with pytest.raises(ProcessExists):
         tsm.call("start", spec=build_spec(SLEEP, name="one").to_dict(), env=dict(os.environ))
@@ -464,7 +464,7 @@ def test_not_found_errors_in_python(tsm):
 
 
 def test_child_environment_drops_kernel_only_variables():
-    from tsm_notebook.commands import child_environment
+    from tsm_notebook.client.commands import child_environment
 
     env = child_environment({"PATH": "/bin", "JPY_PARENT_PID": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline",
                              "TSM_NAME": "outer", "KEEP": "yes"})

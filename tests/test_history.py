@@ -23,10 +23,12 @@ import pandas as pd
 import pytest
 
 from conftest import PY, pid_alive, wait_for
-from tsm_notebook import frames, report, states
-from tsm_notebook.errors import UsageError
-from tsm_notebook.paths import Home
-from tsm_notebook.store import read_metrics
+from tsm_notebook.notebook import frames
+from tsm_notebook.core import report
+from tsm_notebook.core import states
+from tsm_notebook.core.errors import UsageError
+from tsm_notebook.core.paths import Home
+from tsm_notebook.core.history import read_metrics
 
 SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 STR = pd.Series(["x"]).dtype  # the dtype pandas gives text (object before pandas 3)
@@ -220,7 +222,7 @@ def test_frames_of_an_empty_home_keep_their_dtypes(tmp_path):
 def test_command_line_never_imports_pandas(tsm):
     fast(tsm)
     tsm.run("start", SLEEP, "--name", "light", check=True)
-    probe = "import sys; from tsm_notebook import cli; {extra}rc = cli.main(sys.argv[1:]); print('MODULES', *sorted(sys.modules))"
+    probe = "import sys; from tsm_notebook.cli.main import main; {extra}rc = main(sys.argv[1:]); print('MODULES', *sorted(sys.modules))"
     heavy = ("pandas", "numpy", "IPython", "ipywidgets")
 
     def modules(*argv: str, extra: str = "") -> set[str]:
@@ -231,9 +233,9 @@ def test_command_line_never_imports_pandas(tsm):
 
     for argv in (["ls"], ["events"], ["report"], ["ls", "--json"]):
         mods = modules(*argv)
-        assert "tsm_notebook.cli" in mods and "tsm_notebook.client" in mods
+        assert "tsm_notebook.cli.main" in mods and "tsm_notebook.client.client" in mods
         assert not {m.split(".")[0] for m in mods} & set(heavy), argv
-    assert "pandas" in modules("ls", extra="import tsm_notebook.frames; ")  # the probe does see an import
+    assert "pandas" in modules("ls", extra="import tsm_notebook.notebook.frames; ")  # the probe does see an import
 
 
 # ---------------------------------------------------------------------- a bad database

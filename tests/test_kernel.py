@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 from nbclient.util import run_sync
 
 from conftest import PY, accepts, free_port, pid_alive, wait_for
-from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
+from tsm_notebook.notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 
 pytestmark = pytest.mark.notebook
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tsm_notebook.errors import UsageError
-from tsm_notebook.logread import LogLine, follow, log_files, parse_since, rotated_name, tail
-from tsm_notebook.logwriter import LogWriter
+from tsm_notebook.core.errors import UsageError
+from tsm_notebook.core.logfollow import follow
+from tsm_notebook.core.logread import LogLine, log_files, parse_since, rotated_name, tail
+from tsm_notebook.engine.logwriter import LogWriter
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

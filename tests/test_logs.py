@@ -26,10 +26,10 @@ import psutil
 import pytest
 
 from conftest import PY, wait_for
-from tsm_notebook import commands
-from tsm_notebook.errors import ProcessNotFound, UsageError
-from tsm_notebook.logread import PREFIX_LEN, LogLine, log_files, parse_rotated_name
-from tsm_notebook.logs_api import logs
+from tsm_notebook.client import commands
+from tsm_notebook.core.errors import ProcessNotFound, UsageError
+from tsm_notebook.core.logread import PREFIX_LEN, LogLine, log_files, parse_rotated_name
+from tsm_notebook.notebook.logs_api import logs
 
 MAX = 64 * 1024
 

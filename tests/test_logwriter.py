@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tsm_notebook.logread import parse_rotated_name
-from tsm_notebook.logwriter import LogWriter
+from tsm_notebook.core.logread import parse_rotated_name
+from tsm_notebook.engine.logwriter import LogWriter
 
 MAX = 4096
 FOREVER = dict(retain=None, max_age=None, rotate_every=None)
@@ -432,7 +432,7 @@ def test_close_is_final(tmp_path: Path) -> None:
 
 
 def test_idle_writer_checks_its_path_every_idle_check_seconds(tmp_path: Path) -> None:
-    from tsm_notebook.logwriter import IDLE_CHECK
+    from tsm_notebook.engine.logwriter import IDLE_CHECK
 
     clock = Clock()
     w = LogWriter(tmp_path, "out", clock=clock, compress=False)
@@ -453,7 +453,7 @@ def test_idle_writer_checks_its_path_every_idle_check_seconds(tmp_path: Path) ->
 
 
 def test_compression_waits_for_the_stream_to_calm(tmp_path: Path) -> None:
-    from tsm_notebook.logwriter import DEFER_MAX
+    from tsm_notebook.engine.logwriter import DEFER_MAX
 
     w = LogWriter(tmp_path, "out", max_size=1024, **FOREVER)
     try:

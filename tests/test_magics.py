@@ -21,8 +21,9 @@ from traitlets.config import Config
 
 from conftest import PY, accepts, pid_alive, wait_for
 import tsm_notebook
-from tsm_notebook import Process, magics
-from tsm_notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
+from tsm_notebook import Process
+from tsm_notebook.notebook import magics
+from tsm_notebook.notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 
 SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 
@@ -180,7 +181,7 @@ def test_events_and_report_are_frames(ip, tsm):
 
 
 def test_panel_and_monit_are_the_panel(ip, tsm):
-    from tsm_notebook.panel import Panel
+    from tsm_notebook.notebook.panel import Panel
 
     for line in ("panel", "monit", f"--home {tsm.home} panel", f"--home={tsm.home} monit"):
         panel = cell(ip, f"%tsm {line}")

@@ -10,10 +10,10 @@ import sys
 import pytest
 
 from conftest import PY, pid_alive, wait_for
-from tsm_notebook import commands
-from tsm_notebook.client import Client
-from tsm_notebook.errors import ProcessNotFound, UsageError
-from tsm_notebook.panel import LogTail, Panel
+from tsm_notebook.client import commands
+from tsm_notebook.client.client import Client
+from tsm_notebook.core.errors import ProcessNotFound, UsageError
+from tsm_notebook.notebook.panel import LogTail, Panel
 
 TICKER = """\
 import sys, time
@@ -197,7 +197,7 @@ def test_background_thread_refreshes_and_stops_on_close(home, panels):
 def test_interpreter_exit_with_a_live_panel_is_clean(home):
     script = f"""
 import sys, time
-from tsm_notebook.panel import Panel
+from tsm_notebook.notebook.panel import Panel
 p = Panel(home={str(home.home)!r}, refresh=0.02)
 while p.refresh_seconds is None or not p.live:
     time.sleep(0.01)

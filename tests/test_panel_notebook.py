@@ -12,18 +12,18 @@ from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import PY, ROOT
-from tsm_notebook import commands
+from tsm_notebook.client import commands
 
 VIEW = "application/vnd.jupyter.widget-view+json"
 
 CELLS = [
     # the kernel finds its home through TSM_HOME, as a user's notebook would
-    "from tsm_notebook.panel import LogTail, Panel\np = Panel(refresh=0.2)\np",
+    "from tsm_notebook.notebook.panel import LogTail, Panel\np = Panel(refresh=0.2)\np",
     # a cell runs normally while the panel is live, and sees the thread refresh it
     """\
 import time
-from tsm_notebook import commands
-from tsm_notebook.client import Client
+from tsm_notebook.client import commands
+from tsm_notebook.client.client import Client
 commands.start(Client(), commands.spec_from_args(commands.parse(["start", "sleep 600", "--name", "late"])))
 deadline = time.monotonic() + 20
 while 'data-name="late"' not in p.table.value:

@@ -14,7 +14,7 @@ import psutil
 import pytest
 
 from conftest import PY, wait_for
-from tsm_notebook.sampler import Sampler
+from tsm_notebook.engine.sampler import Sampler
 
 MB = 1024 * 1024
 

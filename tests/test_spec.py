@@ -1,4 +1,4 @@
-"""Tests of tsm_notebook.spec: from ``tsm start`` options to a validated LaunchSpec.
+"""Tests of tsm_notebook.core.spec, cmdline and envfile: from ``tsm start`` options to a validated LaunchSpec.
 
 Pure and fast: real files in tmp_path (scripts, env files, a private PATH directory), no processes.
 """
@@ -12,22 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tsm_notebook.errors import UsageError
-from tsm_notebook.spec import (
-    LaunchSpec,
+from tsm_notebook.core.errors import UsageError
+from tsm_notebook.core.cmdline import (
     base_name,
-    build_spec,
     classify,
     final_name,
-    parse_duration,
-    parse_env_assignments,
-    parse_env_file,
     parse_port,
-    parse_size,
     port_from_command,
     split_command,
     uses_shell,
 )
+from tsm_notebook.core.envfile import parse_env_assignments, parse_env_file
+from tsm_notebook.core.spec import LaunchSpec, build_spec
 
 MiB = 1024**2
 
@@ -36,94 +32,6 @@ def one_line_usage_error(excinfo: pytest.ExceptionInfo[UsageError]) -> str:
     message = str(excinfo.value)
     assert message and "\n" not in message
     return message
-
-
-# --------------------------------------------------------------------------- parse_size
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("200M", 200 * MiB),
-        ("200m", 200 * MiB),
-        ("200MB", 200 * MiB),
-        ("200MiB", 200 * MiB),
-        ("200 mib", 200 * MiB),
-        ("512", 512),
-        ("512B", 512),
-        ("1K", 1024),
-        ("1kb", 1024),
-        ("3KiB", 3 * 1024),
-        ("2G", 2 * 1024**3),
-        ("2gib", 2 * 1024**3),
-        ("1.5G", int(1.5 * 1024**3)),
-        (4096, 4096),
-        (1e6, 1_000_000),
-    ],
-)
-def test_parse_size(text, expected):
-    assert parse_size(text) == expected
-
-
-@pytest.mark.parametrize("text", ["12X", "", "M", "abc", "-5M", "1T", "10 MBs", "1,5M", None, [1]])
-def test_parse_size_rejects_units_and_garbage(text):
-    with pytest.raises(UsageError) as excinfo:
-        parse_size(text)
-    assert one_line_usage_error(excinfo) == f"invalid size '{text}': use a number with B, K, M or G"
-
-
-@pytest.mark.parametrize("text", ["0", "0M", 0, -1, 0.4, float("inf"), float("nan")])
-def test_parse_size_must_be_positive(text):
-    with pytest.raises(UsageError, match="must be more than 0 bytes"):
-        parse_size(text)
-
-
-def test_parse_size_rejects_bool():
-    with pytest.raises(UsageError):
-        parse_size(True)
-
-
-# --------------------------------------------------------------------------- parse_duration
-
-
-@pytest.mark.parametrize(
-    "text, kwargs, expected",
-    [
-        ("500ms", {}, 0.5),
-        ("2s", {}, 2.0),
-        ("1.5m", {}, 90.0),
-        ("1h", {}, 3600.0),
-        ("1d", {}, 86400.0),
-        ("2 S", {}, 2.0),
-        ("1600", {}, 1.6),  # a bare number is milliseconds, as with PM2's flags
-        ("0", {}, 0.0),
-        (".5s", {}, 0.5),
-        (250, {}, 0.25),
-        (3, {"default_unit": "s"}, 3.0),
-        ("3", {"default_unit": "m"}, 180.0),
-        ("10ms", {"default_unit": "s"}, 0.01),
-    ],
-)
-def test_parse_duration(text, kwargs, expected):
-    assert parse_duration(text, **kwargs) == pytest.approx(expected)
-
-
-@pytest.mark.parametrize("text", ["", "fast", "5y", "-1s", "1..2s", "s", "1 2s", None, True])
-def test_parse_duration_rejects(text):
-    with pytest.raises(UsageError) as excinfo:
-        parse_duration(text)
-    assert f"invalid duration '{text}'" in one_line_usage_error(excinfo)
-
-
-@pytest.mark.parametrize("value", [-1, -0.5, float("inf"), float("nan")])
-def test_parse_duration_rejects_negative_and_non_finite_numbers(value):
-    with pytest.raises(UsageError, match="finite number >= 0"):
-        parse_duration(value)
-
-
-def test_parse_duration_unknown_default_unit_is_a_programming_error():
-    with pytest.raises(ValueError):
-        parse_duration("1", default_unit="fortnight")
 
 
 # --------------------------------------------------------------------------- parse_port
@@ -868,26 +776,6 @@ def test_launch_spec_from_dict_ignores_unknown_and_requires_known(box):
     minimal["env"] = 5
     with pytest.raises(UsageError, match="env a mapping"):
         LaunchSpec.from_dict(minimal)
-
-
-def test_module_is_pure():
-    # spec runs in the client and the command line: standard library, errors and paths only
-    import ast
-    import sys
-
-    import tsm_notebook.spec as spec_module
-
-    tree = ast.parse(Path(spec_module.__file__).read_text())
-    imported = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            imported.add("." + module if node.level else module.split(".")[0])
-    local = {name for name in imported if name.startswith(".")}
-    assert local == {".errors", ".paths"}
-    assert imported - local <= set(sys.stdlib_module_names) | {"__future__"}
 
 
 def test_file_modes_used_above_are_real(box):

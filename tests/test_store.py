@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from tsm_notebook.errors import TsmError
-from tsm_notebook.store import SCHEMA_VERSION, Store, latest_metrics, read_events, read_metrics
+from tsm_notebook.core.errors import TsmError
+from tsm_notebook.engine.store import SCHEMA_VERSION, Store
+from tsm_notebook.core.history import latest_metrics, read_events, read_metrics
 
 
 class FakeClock:

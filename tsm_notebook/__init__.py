@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from typing import Any as _Any
 del TYPE_CHECKING
 
-from .errors import (
+from .core.errors import (
     DaemonError,
     DaemonNotRunning,
     PortInUse,
@@ -41,29 +41,29 @@ from .errors import (
     VersionMismatch,
 )
 
-__version__ = "0.1.0"
+from .core.version import __version__
 
 #: public name -> the module that defines it, imported on first access
 _LAZY = {
-    "Process": "api",
-    "start": "api",
-    "stop": "api",
-    "restart": "api",
-    "delete": "api",
-    "describe": "api",
-    "ping": "api",
-    "save": "api",
-    "resurrect": "api",
-    "patrol": "api",
-    "flush": "api",
-    "kill": "api",
-    "update": "api",
-    "processes": "frames",
-    "events": "frames",
-    "metrics": "frames",
-    "uptime_report": "frames",
-    "logs": "logs_api",
-    "Panel": "panel",
+    "Process": "notebook.api",
+    "start": "notebook.api",
+    "stop": "notebook.api",
+    "restart": "notebook.api",
+    "delete": "notebook.api",
+    "describe": "notebook.api",
+    "ping": "notebook.api",
+    "save": "notebook.api",
+    "resurrect": "notebook.api",
+    "patrol": "notebook.api",
+    "flush": "notebook.api",
+    "kill": "notebook.api",
+    "update": "notebook.api",
+    "processes": "notebook.frames",
+    "events": "notebook.frames",
+    "metrics": "notebook.frames",
+    "uptime_report": "notebook.frames",
+    "logs": "notebook.logs_api",
+    "Panel": "notebook.panel",
 }
 
 __all__ = [
@@ -122,13 +122,13 @@ def __dir__() -> list[str]:
 
 def load_ipython_extension(ipython: "_Any") -> None:
     """``%load_ext tsm_notebook``: register the ``%tsm`` / ``%%tsm`` magics and their completion."""
-    from .magics import load
+    from .notebook.magics import load
 
     load(ipython)
 
 
 def unload_ipython_extension(ipython: "_Any") -> None:
     """``%unload_ext tsm_notebook``: remove the magics and the completion again."""
-    from .magics import unload
+    from .notebook.magics import unload
 
     unload(ipython)

@@ -1,5 +1,5 @@
 """``python -m tsm_notebook`` is the ``tsm`` command line."""
 
-from .cli import main
+from .cli.main import main
 
 raise SystemExit(main())

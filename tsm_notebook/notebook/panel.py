@@ -20,224 +20,30 @@ they hold the panel only through a weak reference.
 
 from __future__ import annotations
 
-import atexit
 import html as _html
 import os
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as widgets
 
-from . import commands, logread, render, states, store
+from ..client import commands
+from ..core import render, states
+from ..core import history
 from . import html as tsm_html
-from .client import Client
-from .errors import DaemonNotRunning, TsmError, UsageError
-from .paths import Home
+from .live import Live, close_tree, error_text
+from .logtail import LogTail
+from ..client.client import Client
+from ..core.errors import DaemonNotRunning, TsmError, UsageError
+from ..core.paths import Home
 
-__all__ = ["Panel", "LogTail", "metrics_html"]
+__all__ = ["Panel", "metrics_html"]
 
-#: every widget with a live refresh thread, so interpreter exit can stop them all
-_LIVE: "weakref.WeakSet[Any]" = weakref.WeakSet()
 #: seconds of metric history the charts show
 WINDOW = 300.0
 _LINE_CHOICES = (10, 20, 50, 100, 200, 500)
-
-
-def _stop_all() -> None:
-    for w in list(_LIVE):
-        w._stop_thread(timeout=0.5)
-
-
-atexit.register(_stop_all)
-
-
-def _loop(ref: "weakref.ref[Any]", stop: threading.Event, interval: float) -> None:
-    # Holds the widget only during a tick, so a dropped widget is never kept alive by its thread.
-    while not stop.wait(interval):
-        obj = ref()
-        if obj is None or obj.comm is None:  # collected or closed
-            return
-        obj._tick()
-        del obj
-
-
-class _Live:
-    """Mixin: a daemon thread calling ``self._tick()`` every ``interval`` seconds until stopped."""
-
-    _thread: threading.Thread | None = None
-    _stop_event: threading.Event | None = None
-
-    def _start_thread(self, interval: float) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        if interval <= 0:
-            raise UsageError(f"refresh must be a positive number of seconds, not {interval!r}")
-        self._stop_event = threading.Event()
-        self._thread = threading.Thread(
-            target=_loop, args=(weakref.ref(self), self._stop_event, float(interval)),
-            name=f"tsm-{type(self).__name__.lower()}-refresh", daemon=True,
-        )
-        _LIVE.add(self)
-        self._thread.start()
-
-    def _stop_thread(self, timeout: float = 2.0) -> None:
-        if self._stop_event is not None:
-            self._stop_event.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-        _LIVE.discard(self)
-
-    @property
-    def live(self) -> bool:
-        """True while the background refresh thread runs."""
-        return self._thread is not None and self._thread.is_alive()
-
-
-def _close_tree(w: widgets.Widget) -> None:
-    """Close a widget, its children and its layout/style models (ipywidgets closes only the one)."""
-    for child in getattr(w, "children", ()):
-        _close_tree(child)
-    for part in ("layout", "style"):
-        model = getattr(w, part, None)
-        if isinstance(model, widgets.Widget):
-            model.close()
-    w.close()
-
-
-def _stat(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-# ---------------------------------------------------------------------- log tail
-
-
-class LogTail(_Live, widgets.VBox):
-    """A live view of the last lines of one process's logs (``%tsm logs T -f`` in a notebook).
-
-    ``target`` is a name or tsm_id (``all`` or several matches follow each process, lines labelled);
-    it is resolved once through the daemon, which raises :class:`~tsm_notebook.errors.ProcessNotFound`
-    for an unknown one. ``lines`` per stream, ``stream`` ``"out"``, ``"err"`` or ``"both"`` (both can
-    be changed in the widget). Files are read directly every ``refresh`` seconds from a background
-    thread, and only when they changed; ``refresh=None`` means no thread (call :meth:`refresh`).
-    """
-
-    def __init__(self, target: str | int | None, home: str | os.PathLike[str] | Home | None = None, *,
-                 lines: int = 50, stream: str = "both", refresh: float | None = 1.0):
-        if stream not in ("out", "err", "both"):
-            raise UsageError(f"invalid stream {stream!r}: use 'out', 'err' or 'both'")
-        if not isinstance(lines, int) or lines < 1:
-            raise UsageError(f"lines must be a positive number, not {lines!r}")
-        self.home = home if isinstance(home, Home) else Home.resolve(home)
-        self._lock = threading.RLock()
-        self._sources: list[tuple[str, Path]] = []
-        self._stamp: Any = None
-        #: the lines shown, as plain text (``name | `` prefixed when several processes are shown)
-        self.text = ""
-        self.title = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
-        self.lines_picker = widgets.Dropdown(
-            options=sorted(set(_LINE_CHOICES) | {lines}), value=lines, description="lines",
-            style={"description_width": "32px"}, layout=widgets.Layout(width="112px"))
-        self.stream_picker = widgets.ToggleButtons(
-            options=["out", "err", "both"], value=stream, style={"button_width": "52px"},
-            tooltips=["stdout only", "stderr only", "stdout and stderr"])
-        self.output = widgets.HTML(layout=widgets.Layout(width="100%"))
-        self.output.add_class("tsm-log-output")
-        bar = widgets.HBox([self.title, self.lines_picker, self.stream_picker],
-                           layout=widgets.Layout(align_items="center", width="100%"))
-        super().__init__([bar, self.output], layout=widgets.Layout(flex="1 1 auto", min_width="0"))
-        self.add_class("tsm-logtail")
-        self.lines_picker.observe(self._option_changed, "value")
-        self.stream_picker.observe(self._option_changed, "value")
-        if target is not None:
-            self.follow(target)
-        else:
-            self.refresh()
-        if refresh:
-            self._start_thread(refresh)
-
-    @property
-    def lines(self) -> int:
-        """Lines shown per stream (and per process)."""
-        return int(self.lines_picker.value)
-
-    @property
-    def stream(self) -> str:
-        """``"out"``, ``"err"`` or ``"both"``."""
-        return str(self.stream_picker.value)
-
-    def follow(self, target: str | int) -> None:
-        """Show ``target``'s logs from now on (resolved through the daemon; raises ProcessNotFound)."""
-        with Client(self.home) as client:
-            rows = client.call("describe", target=target)
-        self._set_sources([(r["name"], Path(r["dir"])) for r in rows])
-
-    def _set_sources(self, sources: list[tuple[str, Path]]) -> None:
-        # The panel points the tail at a process directory it already knows: no daemon call.
-        with self._lock:
-            if sources != self._sources:
-                self._sources = list(sources)
-                self._stamp = None
-            self.refresh()
-
-    def _option_changed(self, change: dict) -> None:
-        self.refresh()
-
-    def _tick(self) -> None:
-        try:
-            self.refresh()
-        except Exception as exc:  # a thread must never die with a traceback: show it instead
-            self.title.value = f'<span style="color:#cf222e">{_html.escape(_error_text(exc))}</span>'
-
-    def refresh(self) -> None:
-        """Re-read the logs if they changed since the last refresh (a few ``stat`` calls if not)."""
-        with self._lock:
-            sources, stream, count = list(self._sources), self.stream, self.lines
-            names = ("out", "err") if stream == "both" else (stream,)
-            stamp = (stream, count, tuple((str(d), tuple(_stat(d / f"current.{s}") for s in names)) for _, d in sources))
-            if stamp == self._stamp:
-                return
-            several = len(sources) > 1
-            shown: list[tuple[float | None, str | None, str, str]] = []
-            for name, directory in sources:
-                for line in logread.tail(directory, stream=stream, lines=count):
-                    shown.append((line.time, name if several else None, line.stream, line.text))
-            if several and shown and all(t is not None for t, *_ in shown):
-                shown.sort(key=lambda item: item[0])
-            if not sources:
-                title, empty = '<span class="tsm-muted">no process selected</span>', "no process selected"
-            else:
-                label = ", ".join(_html.escape(n) for n, _ in sources[:3]) + (" …" if len(sources) > 3 else "")
-                title, empty = f"<b>{label}</b> <span class='tsm-muted'>logs</span>", "no log lines yet"
-            self.title.value = title
-            self.output.value = tsm_html.log_lines([(w, s, text, t) for t, w, s, text in shown], empty=empty,
-                                                   style=self._own_style)
-            self.text = "\n".join(f"{w} | {t}" if w else t for _, w, _s, t in shown)
-            self._stamp = stamp
-
-    #: whether the log HTML carries the stylesheet (a panel sends it once for all its parts)
-    _own_style = True
-
-    def close(self) -> None:
-        """Stop the refresh thread and close the widget (and its parts)."""
-        if not hasattr(self, "output"):  # ipywidgets closes on __del__, even a half-built widget
-            return super().close()
-        self._stop_thread()
-        for w in (self.title, self.lines_picker, self.stream_picker, self.output):
-            _close_tree(w)
-        for child in self.children:
-            _close_tree(child)
-        super().close()
-
-
-# ---------------------------------------------------------------------- charts
 
 
 def metrics_html(home: Home, name: str | None, *, window: float = WINDOW, now: float | None = None) -> str:
@@ -250,7 +56,7 @@ def metrics_html(home: Home, name: str | None, *, window: float = WINDOW, now: f
         return ""
     now = time.time() if now is None else now
     try:
-        samples = store.read_metrics(home.db_file, name=name, since=now - window)
+        samples = history.read_metrics(home.db_file, name=name, since=now - window)
     except TsmError as exc:
         return f'<div class="tsm-muted">{_html.escape(exc.message)}</div>'
     times = [s["time"] for s in samples]
@@ -270,16 +76,6 @@ def metrics_html(home: Home, name: str | None, *, window: float = WINDOW, now: f
 # ---------------------------------------------------------------------- panel
 
 
-def _error_text(exc: BaseException) -> str:
-    if isinstance(exc, TsmError):
-        text = f"{type(exc).__name__}: {exc.message}"
-        stderr = exc.fields.get("stderr")
-        if stderr:
-            text += "\n" + "\n".join(str(stderr).rstrip().splitlines()[-5:])
-        return text
-    return f"{type(exc).__name__}: {exc}"
-
-
 _MESSAGE_COLORS = {"info": "#0969da", "ok": "#1a7f37", "error": "#cf222e"}
 _ACTIONS = {  # daemon command: (while running, when done)
     "restart": ("restarting", "restarted"),
@@ -296,7 +92,7 @@ def _button(description: str, icon: str, tooltip: str, css: str, style: str = ""
     return b
 
 
-class Panel(_Live, widgets.VBox):
+class Panel(Live, widgets.VBox):
     """A live view of every process of a TSM home, with actions, a log tail and resource charts.
 
     ``home`` is the TSM home (default ``$TSM_HOME`` or ``~/.tsm``; its daemon is started if none
@@ -424,7 +220,7 @@ class Panel(_Live, widgets.VBox):
         try:
             self.refresh()
         except Exception as exc:  # never let the thread die with a traceback; say it in the panel
-            self.header.value = f'<span style="color:#cf222e">refresh failed: {_html.escape(_error_text(exc))}</span>'
+            self.header.value = f'<span style="color:#cf222e">refresh failed: {_html.escape(error_text(exc))}</span>'
 
     def refresh(self) -> None:
         """Refresh everything once, synchronously: one ``ls`` request, then widget values only.
@@ -441,7 +237,7 @@ class Panel(_Live, widgets.VBox):
         except DaemonNotRunning:
             rows, problem = [], "the daemon is not running (it starts with the next process)"
         except TsmError as exc:
-            rows, problem = self.rows, _error_text(exc)
+            rows, problem = self.rows, error_text(exc)
         with self._lock:
             if self._closed:
                 return
@@ -606,7 +402,7 @@ class Panel(_Live, widgets.VBox):
             try:
                 text, kind = work(), "ok"
             except Exception as exc:  # shown in the panel: a traceback would land in another cell
-                text, kind = _error_text(exc), "error"
+                text, kind = error_text(exc), "error"
             self._say(text, kind)  # before `busy` turns false, so a waiter sees the outcome
         finally:
             self._action_lock.release()
@@ -626,9 +422,9 @@ class Panel(_Live, widgets.VBox):
         self._stop_thread()
         self.logs.close()
         for child in list(self.children):
-            _close_tree(child)
+            close_tree(child)
         for w in (self.confirm_box, self.confirm_label, self.confirm_button, self.cancel_button):
-            _close_tree(w)
+            close_tree(w)
         super().close()
         with self._client_lock:
             self._client.close()

@@ -27,16 +27,15 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import render
-from .client import Client
-from .errors import TsmError, UsageError
+from .errors import UsageError
 from .logread import parse_since
 from .paths import Home
-# _read is the store's one read-only query helper (missing file, no tables yet, errors as
+# _read is the history's one read-only query helper (missing file, no tables yet, errors as
 # TsmError); the queries below are ones its public readers do not offer.
-from .store import EVENT_COLUMNS, _read, read_events
+from .history import EVENT_COLUMNS, _read, read_events
 
 __all__ = [
-    "EVENT_NAMES", "UP_EVENTS", "DOWN_EVENTS", "REPORT_COLUMNS", "since_epoch", "signal_name", "flush_history",
+    "EVENT_NAMES", "UP_EVENTS", "DOWN_EVENTS", "REPORT_COLUMNS", "since_epoch", "signal_name",
     "events", "uptime", "uptime_report", "events_table", "report_table",
 ]  # fmt: skip
 
@@ -58,7 +57,6 @@ REPORT_COLUMNS = (
     "cpu_mean", "cpu_peak", "memory_mean", "memory_peak", "samples", "first_seen", "last_event",
 )  # fmt: skip
 
-FLUSH_TIMEOUT = 2.0  # seconds a reader waits for the daemon to write out what it queued
 
 
 def since_epoch(since: Any, *, now: float | None = None) -> float | None:
@@ -92,21 +90,6 @@ def signal_name(number: int | None) -> str | None:
     except ValueError:
         return f"signal {number}"
 
-
-def flush_history(home: Home) -> bool:
-    """Ask a running daemon to write out the events and samples it has queued (never starts one).
-
-    Lets a reader see an event the daemon recorded a moment ago. Returns ``False`` when no daemon
-    answers or it could not flush within :data:`FLUSH_TIMEOUT` seconds (a locked database); the
-    caller then reads what is already on disk.
-    """
-    if not home.socket.exists():
-        return False
-    try:
-        with Client(home, autostart=False, timeout=FLUSH_TIMEOUT + 1.0) as c:
-            return bool(c.call("history_flush"))
-    except (TsmError, OSError):
-        return False
 
 
 def events(home: Home, target: str | int | None = None, since: Any = None, *, limit: int | None = None) -> list[dict]:

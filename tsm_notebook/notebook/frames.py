@@ -30,11 +30,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import report as _report
-from . import states
-from .client import Client
-from .paths import Home
-from .store import read_metrics
+from ..core import report as _report
+from ..core import states
+from ..client.client import Client, flush_history
+from ..core.paths import Home
+from ..core.history import read_metrics
 
 __all__ = ["processes", "events", "metrics", "uptime_report"]
 
@@ -217,7 +217,7 @@ def events(name: str | int | None = None, since: Any = None, *, home: str | os.P
     none is started). Raises :class:`TsmError` when the database is unreadable.
     """
     h = _home(home)
-    _report.flush_history(h)
+    flush_history(h)
     return _frame(_report.events(h, name, since), EVENT_FRAME_COLUMNS, index="time")
 
 
@@ -245,7 +245,7 @@ def metrics(name: str | None = None, since: Any = None, *, home: str | os.PathLi
     process. Reads the database read-only. Raises :class:`TsmError` when it is unreadable.
     """
     h = _home(home)
-    _report.flush_history(h)
+    flush_history(h)
     rows = read_metrics(h.db_file, name=name, since=_report.since_epoch(since))
     return _frame(rows, METRIC_FRAME_COLUMNS, index="time")
 
@@ -285,5 +285,5 @@ def uptime_report(since: Any = None, *, home: str | os.PathLike[str] | Home | No
     unreadable.
     """
     h = _home(home)
-    _report.flush_history(h)
+    flush_history(h)
     return _frame(_report.uptime_report(h, since), REPORT_FRAME_COLUMNS)

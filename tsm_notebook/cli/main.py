@@ -13,9 +13,10 @@ TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any, Callable
 
-from . import commands, render
-from .client import Client
-from .errors import TsmError, UsageError
+from ..client import commands
+from ..core import render
+from ..client.client import Client, flush_history
+from ..core.errors import TsmError, UsageError
 
 
 def _print_json(data: Any) -> None:
@@ -58,7 +59,7 @@ def cmd_describe(c: Client, ns) -> int:
 
 
 def cmd_logs(c: Client, ns) -> int:
-    from . import logread
+    from ..core import logread
 
     if ns.target == "rotate" and ns.rest:
         for name in c.call("rotate", target=ns.rest):
@@ -74,7 +75,9 @@ def cmd_logs(c: Client, ns) -> int:
         raise UsageError("tsm logs --follow follows one process at a time")
     if ns.follow:
         # The tail and what follows come from one snapshot: no line missed or shown twice between.
-        lines = logread.follow(Path(rows[0]["dir"]), stream=stream, lines=ns.lines, since=since)
+        from ..core.logfollow import follow
+
+        lines = follow(Path(rows[0]["dir"]), stream=stream, lines=ns.lines, since=since)
         try:
             for line in lines:
                 _print_line(rows[0]["name"], line, ns, labelled=False)
@@ -168,9 +171,9 @@ def cmd_patrol(c: Client, ns) -> int:
 
 
 def cmd_events(c: Client, ns) -> int:
-    from . import report
+    from ..core import report
 
-    report.flush_history(c.home)  # reads SQLite directly: needs (and starts) no daemon
+    flush_history(c.home)  # reads SQLite directly: needs (and starts) no daemon
     rows = report.events(c.home, ns.target, ns.since)
     if ns.json:
         _print_json(rows)
@@ -180,9 +183,9 @@ def cmd_events(c: Client, ns) -> int:
 
 
 def cmd_report(c: Client, ns) -> int:
-    from . import report
+    from ..core import report
 
-    report.flush_history(c.home)
+    flush_history(c.home)
     rows = report.uptime_report(c.home, ns.since)
     if ns.json:
         _print_json(rows)

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import states
-from .config import Config
+from ..core import states
+from ..core.config import Config
 from .logwriter import LogWriter
-from .spec import LaunchSpec
+from ..core.spec import LaunchSpec
 
 
 @dataclass

@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any, Callable, Iterable, Sequence
 
-from . import render, states
+from ..core import render, states
 
 __all__ = [
     "STATUS_COLORS", "status_color", "status_badge", "proxy_available", "port_url", "port_link",

@@ -1,5 +1,6 @@
-"""The daemon's process table: spawning children, reaping them, the restart policy, and every
-action on a process (output capture is :mod:`capture`'s). Runs on the daemon's asyncio loop; nothing here blocks for long.
+"""The daemon's process table: reaping children, the restart policy, and every action on a
+process (bringing one up is :mod:`launch`'s, output capture :mod:`capture`'s). Runs on the
+daemon's asyncio loop; nothing here blocks for long.
 
 Every child runs in its own session (so its process group id is its pid); the daemon is every
 child's parent and, being a child subreaper, also reaps orphaned grandchildren. Exits are learned
@@ -9,28 +10,23 @@ from SIGCHLD at once, with the real exit code or signal.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import errno
 import logging
 import os
 import shutil
 import signal
-import subprocess
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-import psutil
-
-from . import states
-from .config import Config
-from .errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
+from ..core import states
+from ..core.config import Config
+from ..core.errors import PortInUse, ProcessExists, ProcessNotFound, TsmError, UsageError
 from .capture import Capture
+from .launch import Launcher
+from .proctree import decode, group_alive, kill, killpg, signum
 from .managed import Managed, Run
-from .paths import Home, write_json_atomic
-from .ports import accepts, first_free, holder, is_free, listening, tree_pids
-from .logread import tail
-from .spec import LaunchSpec, final_name
+from ..core.paths import Home, write_json_atomic
+from .ports import first_free, holder, is_free, listening, tree_pids
+from ..core.spec import LaunchSpec, final_name
 
 log = logging.getLogger("tsm.daemon")
 
@@ -38,20 +34,7 @@ EXP_BACKOFF_CAP = 15.0
 STABLE_RESET = 30.0
 
 
-def set_subreaper() -> None:
-    """Make orphaned grandchildren reparent to this process so the daemon reaps them (Linux)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-
-
-def _signum(name: str) -> int:
-    return int(getattr(signal, name))
-
-
-class Supervisor:
+class Supervisor(Launcher):
     """The table of managed processes and every action on them.
 
     ``on_event(managed, event, **fields)`` is called for every lifecycle event (the daemon writes
@@ -208,157 +191,6 @@ class Supervisor:
             raise
         return m
 
-    def _child_env(self, m: Managed) -> dict[str, str]:
-        env = dict(m.env)
-        env.update(m.spec.env)
-        if m.port is not None:
-            env["PORT"] = str(m.port)
-        if m.spec.type == "python":
-            env["PYTHONUNBUFFERED"] = "1"
-        env["TSM_NAME"] = m.name
-        env["TSM_ID"] = str(m.tsm_id)
-        env["TSM_HOME"] = str(self.home.root)
-        return env
-
-    def _spawn(self, m: Managed) -> Run:
-        spec = m.spec
-        m.refresh_writers(self.config)
-        pipes = self.capture.pipes()
-        try:
-            try:
-                popen = subprocess.Popen(
-                    spec.argv,
-                    cwd=spec.cwd,
-                    env=self._child_env(m),
-                    stdin=subprocess.DEVNULL,
-                    stdout=pipes["out"][1],
-                    stderr=pipes["err"][1],
-                    start_new_session=True,
-                    close_fds=True,
-                )
-            except FileNotFoundError as exc:
-                missing = exc.filename if exc.filename and exc.filename != spec.cwd else spec.argv[0]
-                if not Path(spec.cwd).is_dir():
-                    raise UsageError(f"cwd {spec.cwd!r} does not exist") from None
-                raise UsageError(f"command not found: {missing}") from None
-            except PermissionError:
-                raise UsageError(f"permission denied: {spec.argv[0]}") from None
-            except OSError as exc:
-                raise UsageError(f"cannot execute {spec.argv[0]}: {exc.strerror or exc}") from None
-        except BaseException:
-            for r, w in pipes.values():
-                os.close(r)
-                os.close(w)
-            raise
-        for _, w in pipes.values():
-            os.close(w)
-        try:
-            ctime = psutil.Process(popen.pid).create_time()
-        except psutil.Error:
-            ctime = None
-        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
-        run.exited = self.loop.create_future()
-        self.capture.attach(m, run, pipes)
-        self.by_pid[run.pid] = (m, run)
-        return run
-
-    async def _launch(self, m: Managed, *, event: str, wait: bool = True) -> None:
-        """Spawn ``m`` and (when ``wait``) return once it is online; raise StartFailed if it dies."""
-        if m.restart_timer:
-            m.restart_timer.cancel()
-            m.restart_timer = None
-        m.exit_code = m.exit_signal = None
-        m.problems.pop("start", None)
-        m.status = states.check(m.status, states.LAUNCHING)
-        try:
-            run = self._spawn(m)
-        except UsageError as exc:
-            m.problems["start"] = exc.message
-            m.status = states.check(m.status, states.ERRORED)
-            self.save_meta(m)
-            self.on_event(m, "errored", reason=exc.message)
-            raise
-        m.run = run
-        m.start_time = run.started
-        self.save_meta(m)
-        self.on_event(m, event, pid=run.pid)
-        window = self.config.launch_window
-        if not wait:
-            self.loop.call_later(window, self._mark_online, m, run)
-            return
-        run.launch_waiting = True
-        try:
-            await self._wait_launched(m, run, window)
-        finally:
-            run.launch_waiting = False
-
-    async def _wait_launched(self, m: Managed, run: Run, window: float) -> None:
-        """Wait out the launch window, or with ``wait_port`` until the port accepts (60 s at most).
-
-        A process with a declared port that accepts connections is evidently up, so it is online
-        at once instead of at the end of the window (the port was checked free before the spawn).
-        """
-        deadline = self.loop.time() + window
-        if m.spec.wait_port:
-            deadline = self.loop.time() + 60.0
-        while True:
-            remaining = deadline - self.loop.time()
-            if run.exited.done() or remaining <= 0:
-                break
-            if m.port is not None and accepts(m.port):
-                break
-            step = min(remaining, 0.01 if m.port is not None else remaining)
-            try:
-                await asyncio.wait_for(asyncio.shield(run.exited), step)
-            except asyncio.TimeoutError:
-                pass
-        if run.exited.done() and m.run is run:
-            # died during the launch window: report why, keep the logs, do not loop
-            try:
-                await asyncio.wait_for(run.pipes_closed.wait(), 1.0)
-            except asyncio.TimeoutError:
-                pass
-            code, sig = _decode(run.exited.result())
-            m.exit_code, m.exit_signal = code, sig
-            if code == 0 and not m.spec.autorestart:
-                self.set_status(m, states.STOPPED, "stop", reason="exited with code 0, autorestart off")
-                return
-
-            lines = [ln.text for ln in tail(m.dir, stream="err", lines=10)]
-            what = f"exit code {code}" if sig is None else f"signal {signal.Signals(sig).name}"
-            msg = f"{m.name} exited at once ({what})"
-            if lines:
-                msg += ":\n" + "\n".join("  " + ln for ln in lines)
-            msg += f"\n(full logs: tsm logs {m.name})"
-            self.set_status(m, states.ERRORED, "errored", reason=f"exited during launch ({what})")
-            raise StartFailed(msg, name=m.name, exit_code=code, signal=sig, stderr=lines)
-        if m.spec.wait_port and not accepts(m.port):
-            await self.stop(m)
-            raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
-        self._mark_online(m, run)
-
-    def _mark_online(self, m: Managed, run: Run) -> None:
-        if m.run is run and m.status == states.LAUNCHING and not run.exited.done():
-            self.set_status(m, states.ONLINE, "online", pid=run.pid)
-            self.loop.call_later(1.0, self._record_interpreter, m, run)
-
-    def _record_interpreter(self, m: Managed, run: Run) -> None:
-        """Record the real binary (a pyenv shim execs it) and the ports the tree listens on."""
-        if m.run is not run or m.status != states.ONLINE:
-            return
-        changed = False
-        if m.spec.type in ("python", "node"):
-            try:
-                exe = psutil.Process(run.pid).exe()
-                if exe and exe != m.interpreter:
-                    m.interpreter, changed = exe, True
-            except psutil.Error:
-                pass
-        if changed:
-            self.save_meta(m)
-
-    # ------------------------------------------------------------------ exits
-
     def reap(self) -> None:
         """SIGCHLD: collect every exited child (and orphaned grandchild) without blocking."""
         while True:
@@ -379,9 +211,9 @@ class Supervisor:
 
     def _on_exit(self, m: Managed, run: Run, status: int) -> None:
         self.capture.drain(m, run)
-        code, sig = _decode(status)
+        code, sig = decode(status)
         # clean tree: nothing of a finished run outlives its leader
-        _killpg(run.pid, signal.SIGKILL)
+        killpg(run.pid, signal.SIGKILL)
         if m.run is not run:
             return
         m.exit_code, m.exit_signal = code, sig
@@ -452,28 +284,28 @@ class Supervisor:
                     self.set_status(m, states.STOPPED, event, reason=reason)
             return
         self.set_status(m, states.STOPPING)
-        sig = _signum(m.spec.stop_signal)
+        sig = signum(m.spec.stop_signal)
         # descendants that left the group (setsid) are signalled by pid too
         extra = [p for p in tree_pids(run.pid) if p != run.pid]
-        _killpg(run.pid, sig)
+        killpg(run.pid, sig)
         for p in extra:
-            _kill(p, sig)
+            kill(p, sig)
         deadline = self.loop.time() + m.spec.kill_timeout
         while self.loop.time() < deadline:
             if run.exited.done() and not group_alive(run.pid):
                 break
             await asyncio.sleep(0.01 if self.loop.time() < deadline - 1 else 0.02)
         else:
-            _killpg(run.pid, signal.SIGKILL)
+            killpg(run.pid, signal.SIGKILL)
             for p in extra:
-                _kill(p, signal.SIGKILL)
+                kill(p, signal.SIGKILL)
             self.on_event(m, "kill", pid=run.pid, reason=f"still alive after kill_timeout {m.spec.kill_timeout}s")
         try:
             await asyncio.wait_for(asyncio.shield(run.exited), 5.0)
         except asyncio.TimeoutError:
             log.error("%s: pid %s did not exit after SIGKILL", m.name, run.pid)
-        _killpg(run.pid, signal.SIGKILL)
-        code, sig_ = _decode(run.exited.result()) if run.exited.done() else (None, None)
+        killpg(run.pid, signal.SIGKILL)
+        code, sig_ = decode(run.exited.result()) if run.exited.done() else (None, None)
         m.exit_code, m.exit_signal = code, sig_
         self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_, reason=reason)
 
@@ -528,31 +360,3 @@ class Supervisor:
         return notes
 
 
-def _decode(status: int) -> tuple[int | None, int | None]:
-    code = os.waitstatus_to_exitcode(status)
-    return (code, None) if code >= 0 else (None, -code)
-
-
-def _killpg(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _kill(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def group_alive(pgid: int) -> bool:
-    """True while any process of group ``pgid`` exists."""
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-    except OSError as exc:
-        return exc.errno != errno.ESRCH

@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .client import Client
-from .errors import UsageError
-from .logread import LogLine, parse_since, tail
-from .paths import Home
+from ..client.client import Client
+from ..core.errors import UsageError
+from ..core.logread import LogLine, parse_since, tail
+from ..core.paths import Home
 
 __all__ = ["logs"]
 

@@ -30,11 +30,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import commands, render
+from ..client import commands
+from ..core import render
 from . import html as tsm_html
-from .client import Client
-from .errors import UsageError
-from .paths import Home
+from ..client.client import Client
+from ..core.errors import UsageError
+from ..core.paths import Home
 
 __all__ = [
     "LogLines",
@@ -366,7 +367,7 @@ def start(
     Raises UsageError (a bad option, a command that cannot run), ProcessExists, PortInUse,
     StartFailed (it died during its launch window; ``stderr`` holds its last lines), DaemonError.
     """
-    from .spec import build_spec
+    from ..core.spec import build_spec
 
     if cmd is not None and not isinstance(cmd, str):
         if argv is not None:

@@ -29,9 +29,11 @@ from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMa
 from IPython.core.error import UsageError as IPythonUsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
-from . import api, commands
-from .errors import StartFailed, TsmError, UsageError
-from .paths import Home, check_name
+from . import api
+from ..client import commands
+from ..client.client import flush_history
+from ..core.errors import StartFailed, TsmError, UsageError
+from ..core.paths import Home, check_name
 
 __all__ = ["ROUTES", "TsmMagics", "complete", "load", "one_line", "run_cell", "run_line", "script_path", "unload"]
 
@@ -90,7 +92,7 @@ def _logs(ns: argparse.Namespace) -> Any:
         raise UsageError(f"%tsm logs: unexpected argument {ns.rest!r}")
     stream = "out" if ns.out else "err" if ns.err else "both"
     if ns.follow:  # a widget that refreshes from its own thread: the cell returns at once
-        from .panel import LogTail
+        from .logtail import LogTail
 
         return LogTail(ns.target, home=ns.home, lines=ns.lines, stream=stream)
     from .logs_api import logs
@@ -106,10 +108,10 @@ def _kill(ns: argparse.Namespace) -> dict[str, Any]:
 
 def _events(ns: argparse.Namespace) -> Any:
     if ns.json:  # raw rows, as `tsm events --json` prints them
-        from . import report
+        from ..core import report
 
         home = Home.resolve(ns.home)
-        report.flush_history(home)
+        flush_history(home)
         return report.events(home, ns.target, ns.since)
     from .frames import events
 
@@ -118,10 +120,10 @@ def _events(ns: argparse.Namespace) -> Any:
 
 def _report(ns: argparse.Namespace) -> Any:
     if ns.json:
-        from . import report
+        from ..core import report
 
         home = Home.resolve(ns.home)
-        report.flush_history(home)
+        flush_history(home)
         return report.uptime_report(home, ns.since)
     from .frames import uptime_report
 

@@ -19,11 +19,11 @@ import time
 import tty
 from typing import TextIO
 
-from . import render
-from .client import Client
-from .errors import TsmError, UsageError
-from .report import events as read_events
-from .report import signal_name
+from ..core import render
+from ..client.client import Client
+from ..core.errors import TsmError, UsageError
+from ..core.report import events as read_events
+from ..core.report import signal_name
 
 __all__ = ["run", "frame"]
 

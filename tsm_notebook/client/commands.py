@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from typing import Any, Callable
 
 from .client import Client
-from .errors import UsageError
+from ..core.errors import UsageError
 
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
@@ -190,7 +190,7 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
 
 def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None):
     """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes."""
-    from .spec import build_spec  # only `start` pays for it: listing stays fast
+    from ..core.spec import build_spec  # only `start` pays for it: listing stays fast
 
     env = dict(os.environ if env is None else env)
     cmd_kw: dict[str, Any] = {"argv": list(ns.command)} if ns.argv_mode else {"command": ns.command[0]}

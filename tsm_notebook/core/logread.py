@@ -1,6 +1,7 @@
 """Read a process's logs straight from its directory: the last lines, new lines as they come.
 
-Used by ``tsm logs`` and the notebook; it never asks the daemon. The files of one process::
+Used by ``tsm logs`` and the notebook; it never asks the daemon (following new lines as they
+come is :mod:`.logfollow`'s). The files of one process::
 
     current.out  current.err                          live files, appended by the daemon
     out-20261128T230102.123456Z.log.gz                rotated files: the stamp is when the file
@@ -11,7 +12,7 @@ complete, then the ``.log`` removed): it is one file, read from the ``.log`` whi
 
 A line may start with a timestamp prefix ``2026-11-28T23:01:02.123Z `` (UTC, milliseconds), the
 time the daemon received it; :class:`LogLine` parses it. The naming and prefix helpers here are
-shared with :mod:`tsm_notebook.logwriter`, which imports this module (not the other way round).
+shared with :mod:`tsm_notebook.engine.logwriter`, which imports this module (not the other way round).
 """
 
 from __future__ import annotations
@@ -25,15 +26,15 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO, Iterator
 
 from .errors import UsageError
+from .units import parse_duration
 
 __all__ = [
     "LogLine",
     "log_files",
     "tail",
-    "follow",
     "parse_since",
     "rotated_name",
     "parse_rotated_name",
@@ -374,201 +375,24 @@ def tail(
     return _merge([_tail_stream(directory, s, lines, since) for s in streams])
 
 
-class _Tracker:
-    """Follows one stream by position, across rotations (however many between polls) and truncation.
-
-    ``known`` holds the stamps of rotated files already accounted for. When ``current.*`` is
-    replaced, the file held open is read to its end (the writer never writes to a file after
-    renaming it), then the rotated files newer than ``known`` other than that one (rotations that
-    came and went between two polls) in order, then the new ``current.*`` from its start.
-    """
-
-    def __init__(self, directory: Path, stream: str, backlog: int = 0, since: float | None = None) -> None:
-        self.stream = stream
-        self.directory = directory
-        self.path = directory / f"current.{stream}"
-        self.file: BinaryIO | None = None
-        self.ident: tuple[int, int] | None = None
-        self.rest = b""  # bytes of a line whose newline has not come yet
-        # The tail (``backlog`` lines, -1 for all) up to where following starts, oldest first.
-        self.backlog: list[LogLine] = []
-        rotated, f = _snapshot(self.directory, self.stream)
-        self.known = {stamp for stamp, _ in rotated}
-        if f is not None:
-            self._hold(f, at_end=True)
-        if backlog != 0:
-            # From the same snapshot and up to the very position held: no line shown twice or missed.
-            start = self.file.tell() if self.file is not None else 0
-            try:
-                count = None if backlog < 0 else backlog
-                self.backlog = _tail_snapshot(stream, rotated, self.file, start, count, since)
-            finally:
-                if self.file is not None:
-                    self.file.seek(start)
-
-    def _hold(self, f: BinaryIO, *, at_end: bool) -> None:
-        st = os.fstat(f.fileno())
-        self.ident = _ident(st)
-        self.rest = b""
-        if at_end and st.st_size:
-            # Start at the beginning of an unfinished last line, so it is yielded whole.
-            start = max(0, st.st_size - _BLOCK)
-            f.seek(start)
-            block = f.read(st.st_size - start)
-            cut = block.rfind(b"\n")
-            f.seek(start + cut + 1 if cut >= 0 else start)
-        self.file = f
-
-    def _read(self, out: list[bytes]) -> None:
-        assert self.file is not None
-        if os.fstat(self.file.fileno()).st_size < self.file.tell():  # truncated (tsm flush)
-            self.file.seek(0)
-            self.rest = b""
-        while True:
-            data = self.file.read(1 << 20)
-            if not data:
-                return
-            self.rest = _split(self.rest, data, out)
-
-    def poll(self) -> list[bytes]:
-        """The complete lines appended since the last poll, those of files rotated meanwhile included."""
-        out: list[bytes] = []
-        if self.file is not None:
-            self._read(out)
-            if _current_ident(self.path) == self.ident:
-                return out
-            self._read(out)  # replaced: finish it
-            if self.rest:
-                out.append(self.rest)
-            self.close()
-            finished_one = True
-        else:
-            if _current_ident(self.path) is None:
-                return out
-            finished_one = False
-        rotated, f = _snapshot(self.directory, self.stream)
-        new = [(stamp, path) for stamp, path in rotated if stamp not in self.known]
-        for _, path in new[1:] if finished_one else new:
-            try:
-                with _open_log(path) as g:
-                    out.extend(_lines_forward(g))
-            except FileNotFoundError:  # pruned before it could be read
-                pass
-        self.known.update(stamp for stamp, _ in rotated)
-        if f is not None:
-            self._hold(f, at_end=False)
-            self._read(out)
-        return out
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
-        self.rest = b""
-
-
-class _Follower:
-    """The iterator :func:`follow` returns; holds the followed files open until exhausted or closed."""
-
-    def __init__(
-        self,
-        directory: Path,
-        streams: tuple[str, ...],
-        poll: float,
-        stop: Callable[[], bool] | None,
-        lines: int | None = 0,
-        since: float | None = None,
-    ) -> None:
-        self._trackers: list[_Tracker] = []
-        self._closed = False
-        try:
-            for s in streams:
-                self._trackers.append(_Tracker(directory, s, -1 if lines is None else lines, since))
-        except BaseException:
-            self.close()
-            raise
-        self._poll = poll
-        self._stop = stop
-        self._ready: collections.deque[LogLine] = collections.deque(_merge([t.backlog for t in self._trackers]))
-        for t in self._trackers:
-            t.backlog = []
-
-    def __iter__(self) -> "_Follower":
-        return self
-
-    def __next__(self) -> LogLine:
-        try:
-            while not self._ready:
-                if self._closed or (self._stop is not None and self._stop()):
-                    self.close()
-                    raise StopIteration
-                groups = [[LogLine.parse(t.stream, raw) for raw in t.poll()] for t in self._trackers]
-                self._ready.extend(_merge(groups))
-                if not self._ready:
-                    time.sleep(self._poll)
-            return self._ready.popleft()
-        except BaseException as exc:  # KeyboardInterrupt included: release the files, re-raise
-            if not isinstance(exc, StopIteration):
-                self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop following and close the files (idempotent)."""
-        self._closed = True
-        for tracker in getattr(self, "_trackers", ()):
-            tracker.close()
-
-    def __del__(self) -> None:
-        self.close()
-
-
-def follow(
-    directory: Path,
-    *,
-    stream: str = "both",
-    poll: float = 0.2,
-    stop: Callable[[], bool] | None = None,
-    lines: int | None = 0,
-    since: float | None = None,
-) -> Iterator[LogLine]:
-    """Yield the complete lines appended to ``stream``'s current files from now on, as they come.
-
-    Positions are taken when ``follow`` is called (not at the first ``next``): lines written
-    after the call are never missed. ``lines`` (per stream; None for all) and ``since`` first
-    yield the tail that :func:`tail` would give, read up to exactly those positions, so no line
-    falls between the tail and what follows, and none is yielded twice (``tsm logs -f``). An
-    unfinished last line present at the call is yielded whole once its newline comes. Files are polled every ``poll`` seconds while idle. When
-    ``current.*`` is replaced by a rotation, the old file is read to its end first, then the new
-    one from its start, so nothing is lost or repeated; a truncation (``tsm flush``) restarts at 0;
-    a ``current.*`` that does not exist yet is picked up when it appears.
-
-    With "both", each poll's lines are merged by time when all carry timestamps, else out lines
-    come before err lines. The iterator ends when ``stop()`` returns true (checked at every poll);
-    without ``stop`` it never ends. An exception raised meanwhile (KeyboardInterrupt included)
-    closes the files and propagates; ``close()`` on the iterator stops it early.
-    Raises :class:`UsageError` for a bad ``stream``.
-    """
-    streams = _check_stream(stream)
-    if lines is not None and lines < 0:
-        lines = 0
-    return _Follower(Path(directory), streams, poll, stop, lines, since)
-
-
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
-_AGO_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_AGE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-z]+)\s*$", re.IGNORECASE)
 
 
 def parse_since(text: str, *, now: float | None = None) -> float:
-    """Epoch seconds for a ``--since`` value: an age ("30s", "10m", "2h", "1d", "1w") or an ISO time.
+    """Epoch seconds for a ``--since`` value: an age ("500ms", "30s", "10m", "2h", "1d", "1w") or an ISO time.
 
-    An age counts back from ``now`` (default: the current time). An ISO-8601 time
-    ("2026-11-28T23:00", "2026-11-28 23:00:05", "2026-11-28") may end in ``Z`` or an offset
-    (``+01:00``); without either it is local time. Raises :class:`UsageError` for anything else.
+    An age is a duration of :mod:`~tsm_notebook.core.units` (its unit is required) and counts
+    back from ``now`` (default: the current time). An ISO-8601 time ("2026-11-28T23:00",
+    "2026-11-28 23:00:05", "2026-11-28") may end in ``Z`` or an offset (``+01:00``); without either
+    it is local time. Raises :class:`UsageError` for anything else.
     """
-    m = _AGO_RE.match(text) if isinstance(text, str) else None
-    if m is not None:
-        base = time.time() if now is None else now
-        return base - float(m.group(1)) * _UNITS[m.group(2)]
+    if isinstance(text, str) and _AGE_RE.match(text):
+        try:
+            age = parse_duration(text, "--since", bare=None)
+        except UsageError:
+            age = None
+        if age is not None:
+            return (time.time() if now is None else now) - age
     iso = text.strip() if isinstance(text, str) else ""
     if iso[-1:] in ("Z", "z"):
         iso = iso[:-1] + "+00:00"
@@ -578,6 +402,6 @@ def parse_since(text: str, *, now: float | None = None) -> float:
         return datetime.fromisoformat(iso).timestamp()
     except (ValueError, OverflowError, OSError):
         raise UsageError(
-            f"invalid time {text!r}: use an age like 30s, 10m, 2h, 1d "
+            f"invalid time {text!r}: use an age like 500ms, 30s, 10m, 2h, 1d "
             "or an ISO time like 2026-11-28T23:00 (Z or +01:00 for UTC or an offset)"
         ) from None

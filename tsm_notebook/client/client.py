@@ -16,11 +16,11 @@ TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from . import __version__
-from .errors import DaemonError, DaemonNotRunning, ProtocolError, UsageError, VersionMismatch, from_reply
-from .paths import Home
-from .procs import pid_alive
-from .protocol import request
+from ..core.version import __version__
+from ..core.errors import DaemonError, DaemonNotRunning, ProtocolError, TsmError, UsageError, VersionMismatch, from_reply
+from ..core.paths import Home
+from ..core.procs import pid_alive
+from ..core.protocol import request
 
 #: commands that work whatever the daemon's version (so a mismatch can be fixed)
 VERSION_FREE = frozenset({"ping", "kill", "dump"})
@@ -80,10 +80,10 @@ class Client:
 
         self.home.ensure()
         env = dict(os.environ)
-        pkg_parent = str(Path(__file__).resolve().parent.parent)
+        pkg_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         launcher = subprocess.Popen(
-            [sys.executable, "-m", "tsm_notebook.daemon", "--home", str(self.home.root)],
+            [sys.executable, "-m", "tsm_notebook.engine", "--home", str(self.home.root)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             start_new_session=True, env=env, close_fds=True,
         )
@@ -199,3 +199,22 @@ def daemon_status(home: Home) -> dict[str, Any] | None:
         return json.loads(home.status_file.read_text())
     except (OSError, ValueError):
         return None
+
+
+FLUSH_TIMEOUT = 2.0  # seconds a reader waits for the daemon to write out what it queued
+
+
+def flush_history(home: Home) -> bool:
+    """Ask a running daemon to write out the events and samples it has queued (never starts one).
+
+    Lets a reader see an event the daemon recorded a moment ago. Returns ``False`` when no daemon
+    answers or it could not flush within :data:`FLUSH_TIMEOUT` seconds (a locked database); the
+    caller then reads what is already on disk.
+    """
+    if not home.socket.exists():
+        return False
+    try:
+        with Client(home, autostart=False, timeout=FLUSH_TIMEOUT + 1.0) as c:
+            return bool(c.call("history_flush"))
+    except (TsmError, OSError):
+        return False

@@ -13,7 +13,7 @@ TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotati
 if TYPE_CHECKING:
     from typing import Any
 
-from . import __version__
+from .version import __version__
 from .errors import ProtocolError, TsmError
 
 PROTOCOL = 1

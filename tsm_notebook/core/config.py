@@ -1,0 +1,164 @@
+"""Home-wide settings, read from ``$TSM_HOME/config.toml`` (every key optional)::
+
+    [logs]
+    max_size = "10M"        # rotate current.out/err past this size
+    rotate_every = "1d"     # and at least this often ("0" turns time rotation off)
+    retain = 10             # rotated files kept per stream
+    max_age = "7d"          # rotated files older than this are removed
+    compress = true         # gzip rotated files
+
+    [history]
+    sample_interval = "2s"  # metric sampling period (at least 100ms)
+    retention = "7d"        # events and metrics older than this are removed
+
+    [daemon]
+    launch_window = "250ms" # a start returns once the child is alive this long (or its port accepts)
+
+Values go through the same checks as the command-line options (:mod:`tsm_notebook.core.units`):
+sizes take B/K/M/G, durations ms/s/m/h/d/w; a TOML number is bytes or seconds, and a string of
+digits alone is refused for a duration (``"3"``: write ``"3s"`` or ``3``). ``compress`` must be a
+TOML boolean or true/false, never a string taken as true. An unknown section or key, a value of
+the wrong kind or out of range is refused with one line naming the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .errors import UsageError
+from .units import parse_bool, parse_count, parse_duration, parse_size
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["Config", "KEYS"]
+
+
+def _duration(value: object, key: str) -> float:
+    return parse_duration(value, key, bare=None)
+
+
+def _interval(value: object, key: str) -> float:
+    seconds = _duration(value, key)
+    if seconds < 0.1:
+        raise UsageError(f"{key}: '{value}' is too short: sample at most every 100ms")
+    return seconds
+
+
+def _positive_duration(value: object, key: str) -> float:
+    seconds = _duration(value, key)
+    if seconds <= 0:
+        raise UsageError(f"{key}: '{value}' must be more than 0")
+    return seconds
+
+
+def _bool(value: object, key: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return parse_bool(value, key)
+    raise UsageError(f"{key}: invalid value {value!r}: use true or false")
+
+
+def _count(value: object, key: str) -> int:
+    if isinstance(value, float):
+        raise UsageError(f"{key}: invalid count {value!r}: use a whole number >= 0")
+    return parse_count(value, key)  # type: ignore[arg-type]
+
+
+#: section -> key -> (attribute of Config, parser(value, "section.key"))
+KEYS = {
+    "logs": {
+        "max_size": ("log_max_size", parse_size),
+        "rotate_every": ("log_rotate_every", _duration),
+        "retain": ("log_retain", _count),
+        "max_age": ("log_max_age", _positive_duration),
+        "compress": ("log_compress", _bool),
+    },
+    "history": {
+        "sample_interval": ("sample_interval", _interval),
+        "retention": ("history_retention", _positive_duration),
+    },
+    "daemon": {
+        "launch_window": ("launch_window", _duration),
+    },
+}
+
+
+class Config:
+    """Effective home-wide settings (seconds, bytes); immutable once loaded."""
+
+    __slots__ = (
+        "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
+        "sample_interval", "history_retention", "launch_window",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        log_max_size: int = 10 * 1024**2,
+        log_rotate_every: float = 86400.0,
+        log_retain: int = 10,
+        log_max_age: float = 7 * 86400.0,
+        log_compress: bool = True,
+        sample_interval: float = 2.0,
+        history_retention: float = 7 * 86400.0,
+        launch_window: float = 0.25,
+    ) -> None:
+        values = dict(locals())
+        del values["self"]
+        for key, value in values.items():
+            object.__setattr__(self, key, value)
+
+    def __setattr__(self, key: str, value: object) -> None:
+        raise AttributeError("Config is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "Config(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        """Read ``path`` if it exists (defaults otherwise).
+
+        Raises :class:`UsageError` with one line naming the file and, for a bad value, the key:
+        ``config file ~/.tsm/config.toml: logs.retain: invalid count '-1': use a whole number >= 0``.
+        """
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        except UnicodeDecodeError:
+            raise UsageError(f"config file {path}: not UTF-8 text") from None
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise UsageError(f"config file {path}: {exc}") from None
+        try:
+            return cls(**cls.parse(raw))
+        except UsageError as exc:
+            raise UsageError(f"config file {path}: {exc.message}") from None
+
+    @staticmethod
+    def parse(raw: dict) -> dict:
+        """The Config keyword arguments for a parsed TOML document; raises :class:`UsageError`."""
+        values: dict = {}
+        for section, table in raw.items():
+            keys = KEYS.get(section)
+            if keys is None:
+                known = ", ".join(f"[{s}]" for s in KEYS)
+                raise UsageError(f"unknown section [{section}]: the sections are {known}")
+            if not isinstance(table, dict):
+                raise UsageError(f"{section} must be a table: write [{section}] and its keys below it")
+            for key, value in table.items():
+                if key not in keys:
+                    raise UsageError(f"unknown key {section}.{key}: [{section}] takes {', '.join(keys)}")
+                attr, parser = keys[key]
+                values[attr] = parser(value, f"{section}.{key}")
+        return values
+
+    def to_dict(self) -> dict:
+        return {key: getattr(self, key) for key in self.__slots__}

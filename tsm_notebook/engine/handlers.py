@@ -1,0 +1,246 @@
+"""The daemon's requests: one handler per command, each documenting its arguments and reply.
+
+A handler takes the :class:`~tsm_notebook.engine.daemon.Daemon` and the request's ``args`` and
+returns a JSON-able result or raises a :class:`~tsm_notebook.core.errors.TsmError`, which
+:meth:`Daemon.dispatch` turns into an error reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+
+from ..core import states
+import psutil
+
+from ..core.errors import ProtocolError, TsmError, UsageError
+from ..core.paths import write_json_atomic
+from ..core.spec import LaunchSpec
+
+if TYPE_CHECKING:
+    from .daemon import Daemon
+
+Handler = Callable[["Daemon", dict[str, Any]], Awaitable[Any]]
+COMMANDS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _arg(args: dict, key: str, kind: type, default: Any = None) -> Any:
+    value = args.get(key, default)
+    if value is not None and not isinstance(value, kind):
+        raise ProtocolError(f"argument {key!r} must be {kind.__name__}")
+    return value
+
+
+# ---------------------------------------------------------------------- commands
+
+
+@command("ping")
+async def cmd_ping(d: Daemon, args: dict) -> dict:
+    """args: {} -> {pid, version, started, home, processes: count, running: [names meant to run]}"""
+    return {"pid": os.getpid(), "version": d.version, "started": d.started, "home": str(d.home.root),
+            "processes": len(d.sup.procs),
+            "running": sorted(m.name for m in d.sup.procs.values() if m.status in states.RUNNING)}
+
+
+@command("start")
+async def cmd_start(d: Daemon, args: dict) -> dict:
+    """args: {spec: LaunchSpec dict, env: {base environment}} -> listing row of the new process.
+
+    Raises ProcessExists, PortInUse, UsageError (command cannot run), StartFailed (died at once).
+    """
+    spec_d = _arg(args, "spec", dict)
+    env = _arg(args, "env", dict, {})
+    if spec_d is None:
+        raise ProtocolError("start needs a 'spec'")
+    try:
+        spec = LaunchSpec.from_dict(spec_d)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ProtocolError(f"malformed spec: {exc}") from None
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise ProtocolError("env must map strings to strings")
+    m = await d.sup.create(spec, env)
+    return d.row(m)
+
+
+@command("start_existing")
+async def cmd_start_existing(d: Daemon, args: dict) -> list:
+    """args: {target} -> rows. Starts stopped/errored processes again with their saved spec."""
+    ms = d.sup.resolve(args.get("target"))
+    for m in ms:
+        await d.sup.start_existing(m)
+    return [d.row(m) for m in ms]
+
+
+@command("stop")
+async def cmd_stop(d: Daemon, args: dict) -> list:
+    """args: {target} -> rows after stopping (group signalled, SIGKILL after kill_timeout)."""
+    ms = d.sup.resolve(args.get("target"))
+    await asyncio.gather(*(d.sup.stop_one(m) for m in ms))
+    return [d.row(m) for m in ms]
+
+
+@command("restart")
+async def cmd_restart(d: Daemon, args: dict) -> list:
+    """args: {target} -> rows after restarting (stop if alive, start, wait for online)."""
+    ms = d.sup.resolve(args.get("target"))
+    results = await asyncio.gather(*(d.sup.restart(m) for m in ms), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
+    return [d.row(m) for m in ms]
+
+
+@command("delete")
+async def cmd_delete(d: Daemon, args: dict) -> list:
+    """args: {target} -> names deleted (stopped, directory removed; ids are never reused)."""
+    ms = d.sup.resolve(args.get("target"))
+    await asyncio.gather(*(d.sup.delete(m) for m in ms))
+    return [m.name for m in ms]
+
+
+@command("ls")
+async def cmd_ls(d: Daemon, args: dict) -> list:
+    """args: {all: bool} -> rows sorted by tsm_id (stopped and errored ones only with all)."""
+    show_all = bool(args.get("all", True))
+    ms = sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
+    return [d.row(m) for m in ms if show_all or m.status not in (states.STOPPED,)]
+
+
+@command("describe")
+async def cmd_describe(d: Daemon, args: dict) -> list:
+    """args: {target} -> rows with the spec, env keys (not values), log paths and problems."""
+    out = []
+    for m in d.sup.resolve(args.get("target")):
+        r = d.row(m)
+        r["spec"] = m.spec.to_dict()
+        r["env_keys"] = sorted(m.spec.env)
+        r["dir"] = str(m.dir)
+        r["log_problems"] = {s: w.problem for s, w in m.writers.items() if w.problem}
+        out.append(r)
+    return out
+
+
+@command("kill")
+async def cmd_kill(d: Daemon, args: dict) -> dict:
+    """args: {keep: bool} -> {pid}. Stops every process, then the daemon exits. With keep (used by
+    `tsm update`) the processes that were running are marked to come back with the next daemon."""
+    d.keep_on_exit = bool(args.get("keep", False))
+    asyncio.get_running_loop().call_soon(d.stopping.set)
+    return {"pid": os.getpid()}
+
+
+@command("dump")
+async def cmd_dump(d: Daemon, args: dict) -> dict:
+    """args: {} -> {path, count}. Writes dump.json with the spec and environment of every running process."""
+    items = [
+        {"name": m.name, "tsm_id": m.tsm_id, "spec": m.spec.to_dict(), "env": m.env, "port": m.port}
+        for m in sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
+        if m.status in states.RUNNING
+    ]
+    write_json_atomic(d.home.dump_file, {"version": d.version, "saved": time.time(), "processes": items}, mode=0o600)
+    return {"path": str(d.home.dump_file), "count": len(items)}
+
+
+@command("resurrect")
+async def cmd_resurrect(d: Daemon, args: dict) -> dict:
+    """args: {} -> {started: [names], skipped: [names], failed: {name: message}} from dump.json."""
+    try:
+        dump = json.loads(d.home.dump_file.read_text())
+        items = dump["processes"]
+    except FileNotFoundError:
+        raise UsageError(f"nothing to resurrect: {d.home.dump_file} does not exist (run `tsm save` first)") from None
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read {d.home.dump_file}: {exc}") from None
+    started, skipped, failed = [], [], {}
+
+    async def one(item: Any) -> None:
+        name = item.get("name") if isinstance(item, dict) else None
+        m = d.sup.procs.get(name)
+        try:
+            if m is not None and m.status in states.RUNNING:
+                skipped.append(name)
+                return
+            spec = LaunchSpec.from_dict(item["spec"])
+            spec.name = name
+            spec.port = item.get("port")
+            spec.port_search = False
+            m = await d.sup.create(spec, item.get("env") or {})
+            started.append(m.name)
+        except TsmError as exc:
+            failed[str(name)] = exc.message
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            failed[str(name)] = f"malformed entry: {exc}"
+
+    # launch windows overlap: resurrecting 500 processes costs one window, not 500
+    await asyncio.gather(*(one(item) for item in items))
+    order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
+    started.sort(key=lambda n: order.get(n, 0))
+    skipped.sort(key=lambda n: order.get(n, 0))
+    return {"started": started, "skipped": skipped, "failed": failed}
+
+
+@command("patrol")
+async def cmd_patrol(d: Daemon, args: dict) -> dict:
+    """args: {} -> {found: [str], fixed: [str]}: dead pids, stray directories, port mismatches."""
+    sup = d.sup
+    found, fixed = list(sup.problems), []
+    sup.reap()
+    for m in list(sup.procs.values()):
+        if m.status in states.ALIVE and m.run and not psutil.pid_exists(m.run.pid):
+            found.append(f"{m.name}: pid {m.run.pid} is gone but status was {m.status}")
+        found.extend(sup.refresh_ports(m))
+        for key, problem in m.problems.items():
+            found.append(f"{m.name}: {key}: {problem}")
+        if not (m.dir / "meta.json").exists():
+            found.append(f"{m.name}: meta.json was missing")
+            sup.save_meta(m)
+            fixed.append(f"{m.name}: meta.json rewritten")
+    known = {m.dir.name for m in sup.procs.values()}
+    for p in sorted(d.home.processes.iterdir()) if d.home.processes.exists() else []:
+        if p.name in known or p.name.startswith("."):
+            continue
+        if p.is_dir() and not (p / "meta.json").exists():
+            found.append(f"{p.name}: directory without metadata")
+            if not any(p.iterdir()):
+                p.rmdir()
+                fixed.append(f"{p.name}: empty directory removed")
+        elif not p.is_dir():
+            found.append(f"{p.name}: stray file in the processes directory")
+    return {"found": found, "fixed": fixed}
+
+
+def _each_writer(d: Daemon, target: Any, action: Callable[[Any], Any]) -> list:
+    ms = d.sup.resolve(target)
+    for m in ms:
+        for w in m.writers.values():
+            action(w)
+    return [m.name for m in ms]
+
+
+@command("flush")
+async def cmd_flush(d: Daemon, args: dict) -> list:
+    """args: {target (default all)} -> names whose logs were emptied."""
+    return _each_writer(d, args.get("target") or "all", lambda w: w.flush_logs())
+
+
+@command("rotate")
+async def cmd_rotate(d: Daemon, args: dict) -> list:
+    """args: {target} -> names whose logs were rotated (at the next line boundary if mid-line)."""
+    return _each_writer(d, args.get("target"), lambda w: w.rotate())
+
+
+@command("history_flush")
+async def cmd_history_flush(d: Daemon, args: dict) -> bool:
+    """args: {} -> true once every event and metric queued so far is in the database."""
+    return await asyncio.get_running_loop().run_in_executor(None, d.store.flush, 5.0)

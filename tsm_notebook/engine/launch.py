@@ -1,0 +1,177 @@
+"""Launching a managed process: its environment, the spawn, and the launch window until online.
+
+:class:`Launcher` is the part of :class:`~tsm_notebook.engine.supervisor.Supervisor` that brings a
+process up; the supervisor holds the table, the restart policy and every other action.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import psutil
+
+from ..core import states
+from ..core.errors import StartFailed, UsageError
+from ..core.logread import tail
+from .managed import Managed, Run
+from .ports import accepts
+from .proctree import decode
+
+
+class Launcher:
+    """Spawning and the launch window; mixed into the supervisor, whose state it uses."""
+
+    def _child_env(self, m: Managed) -> dict[str, str]:
+        env = dict(m.env)
+        env.update(m.spec.env)
+        if m.port is not None:
+            env["PORT"] = str(m.port)
+        if m.spec.type == "python":
+            env["PYTHONUNBUFFERED"] = "1"
+        env["TSM_NAME"] = m.name
+        env["TSM_ID"] = str(m.tsm_id)
+        env["TSM_HOME"] = str(self.home.root)
+        return env
+
+    def _spawn(self, m: Managed) -> Run:
+        spec = m.spec
+        m.refresh_writers(self.config)
+        pipes = self.capture.pipes()
+        try:
+            try:
+                popen = subprocess.Popen(
+                    spec.argv,
+                    cwd=spec.cwd,
+                    env=self._child_env(m),
+                    stdin=subprocess.DEVNULL,
+                    stdout=pipes["out"][1],
+                    stderr=pipes["err"][1],
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            except FileNotFoundError as exc:
+                missing = exc.filename if exc.filename and exc.filename != spec.cwd else spec.argv[0]
+                if not Path(spec.cwd).is_dir():
+                    raise UsageError(f"cwd {spec.cwd!r} does not exist") from None
+                raise UsageError(f"command not found: {missing}") from None
+            except PermissionError:
+                raise UsageError(f"permission denied: {spec.argv[0]}") from None
+            except OSError as exc:
+                raise UsageError(f"cannot execute {spec.argv[0]}: {exc.strerror or exc}") from None
+        except BaseException:
+            for r, w in pipes.values():
+                os.close(r)
+                os.close(w)
+            raise
+        for _, w in pipes.values():
+            os.close(w)
+        try:
+            ctime = psutil.Process(popen.pid).create_time()
+        except psutil.Error:
+            ctime = None
+        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
+        run.exited = self.loop.create_future()
+        self.capture.attach(m, run, pipes)
+        self.by_pid[run.pid] = (m, run)
+        return run
+
+    async def _launch(self, m: Managed, *, event: str, wait: bool = True) -> None:
+        """Spawn ``m`` and (when ``wait``) return once it is online; raise StartFailed if it dies."""
+        if m.restart_timer:
+            m.restart_timer.cancel()
+            m.restart_timer = None
+        m.exit_code = m.exit_signal = None
+        m.problems.pop("start", None)
+        m.status = states.check(m.status, states.LAUNCHING)
+        try:
+            run = self._spawn(m)
+        except UsageError as exc:
+            m.problems["start"] = exc.message
+            m.status = states.check(m.status, states.ERRORED)
+            self.save_meta(m)
+            self.on_event(m, "errored", reason=exc.message)
+            raise
+        m.run = run
+        m.start_time = run.started
+        self.save_meta(m)
+        self.on_event(m, event, pid=run.pid)
+        window = self.config.launch_window
+        if not wait:
+            self.loop.call_later(window, self._mark_online, m, run)
+            return
+        run.launch_waiting = True
+        try:
+            await self._wait_launched(m, run, window)
+        finally:
+            run.launch_waiting = False
+
+    async def _wait_launched(self, m: Managed, run: Run, window: float) -> None:
+        """Wait out the launch window, or with ``wait_port`` until the port accepts (60 s at most).
+
+        A process with a declared port that accepts connections is evidently up, so it is online
+        at once instead of at the end of the window (the port was checked free before the spawn).
+        """
+        deadline = self.loop.time() + window
+        if m.spec.wait_port:
+            deadline = self.loop.time() + 60.0
+        while True:
+            remaining = deadline - self.loop.time()
+            if run.exited.done() or remaining <= 0:
+                break
+            if m.port is not None and accepts(m.port):
+                break
+            step = min(remaining, 0.01 if m.port is not None else remaining)
+            try:
+                await asyncio.wait_for(asyncio.shield(run.exited), step)
+            except asyncio.TimeoutError:
+                pass
+        if run.exited.done() and m.run is run:
+            # died during the launch window: report why, keep the logs, do not loop
+            try:
+                await asyncio.wait_for(run.pipes_closed.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            code, sig = decode(run.exited.result())
+            m.exit_code, m.exit_signal = code, sig
+            if code == 0 and not m.spec.autorestart:
+                self.set_status(m, states.STOPPED, "stop", reason="exited with code 0, autorestart off")
+                return
+
+            lines = [ln.text for ln in tail(m.dir, stream="err", lines=10)]
+            what = f"exit code {code}" if sig is None else f"signal {signal.Signals(sig).name}"
+            msg = f"{m.name} exited at once ({what})"
+            if lines:
+                msg += ":\n" + "\n".join("  " + ln for ln in lines)
+            msg += f"\n(full logs: tsm logs {m.name})"
+            self.set_status(m, states.ERRORED, "errored", reason=f"exited during launch ({what})")
+            raise StartFailed(msg, name=m.name, exit_code=code, signal=sig, stderr=lines)
+        if m.spec.wait_port and not accepts(m.port):
+            await self.stop(m)
+            raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
+        self._mark_online(m, run)
+
+    def _mark_online(self, m: Managed, run: Run) -> None:
+        if m.run is run and m.status == states.LAUNCHING and not run.exited.done():
+            self.set_status(m, states.ONLINE, "online", pid=run.pid)
+            self.loop.call_later(1.0, self._record_interpreter, m, run)
+
+    def _record_interpreter(self, m: Managed, run: Run) -> None:
+        """Record the real binary (a pyenv shim execs it) and the ports the tree listens on."""
+        if m.run is not run or m.status != states.ONLINE:
+            return
+        changed = False
+        if m.spec.type in ("python", "node"):
+            try:
+                exe = psutil.Process(run.pid).exe()
+                if exe and exe != m.interpreter:
+                    m.interpreter, changed = exe, True
+            except psutil.Error:
+                pass
+        if changed:
+            self.save_meta(m)
+
+    # ------------------------------------------------------------------ exits
