@@ -123,3 +123,27 @@ def test_history_keys_reach_the_sampler(tsm):
     # at 100ms a few samples land within a second or two; the default (2s) would give none yet
     wait_for(lambda: (tsm.call("history_flush"), len(read_metrics(tsm.home / "db" / "tsm.sqlite", name="s")) >= 5)[1],
              timeout=5, message="five samples at a 100ms interval")
+
+
+def test_daemon_log_rotates_and_the_daemon_output_follows(tmp_path):
+    # daemon.log was the one unbounded file of a home: it rotates, and the daemon's raw stdout and
+    # stderr (a stray print, a C library's warning) move to the new file with it
+    import subprocess
+
+    probe = (
+        "import logging, os, sys\n"
+        "from pathlib import Path\n"
+        "from tsm_notebook.engine.__main__ import DaemonLogHandler\n"
+        "h = DaemonLogHandler(Path(sys.argv[1]), max_bytes=2000, backups=2)\n"
+        "log = logging.getLogger('probe'); log.addHandler(h); log.setLevel(logging.INFO)\n"
+        "for i in range(200): log.info('line %d %s', i, 'x' * 40)\n"
+        "os.write(1, b'raw stdout after rotation\\n'); os.write(2, b'raw stderr after rotation\\n')\n"
+    )
+    path = tmp_path / "daemon.log"
+    subprocess.run([sys.executable, "-c", probe, str(path)], check=True, timeout=60)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["daemon.log", "daemon.log.1", "daemon.log.2"], names
+    assert all(p.stat().st_size <= 2100 for p in tmp_path.iterdir())
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in tmp_path.iterdir())
+    text = path.read_text()
+    assert "line 199" in text and "raw stdout after rotation" in text and "raw stderr after rotation" in text

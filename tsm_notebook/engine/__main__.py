@@ -37,10 +37,10 @@ class DaemonLogHandler(logging.handlers.RotatingFileHandler):
     after every rotation they are pointed at the new one, so nothing in the home grows unbounded.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, max_bytes: int = DAEMON_LOG_MAX, backups: int = DAEMON_LOG_BACKUPS) -> None:
         old = os.umask(0o077)
         try:
-            super().__init__(path, maxBytes=DAEMON_LOG_MAX, backupCount=DAEMON_LOG_BACKUPS, encoding="utf-8")
+            super().__init__(path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         finally:
             os.umask(old)
         self._point_std_streams()
