@@ -198,3 +198,52 @@ def test_zombie_and_unknown_leaders_give_no_row(procs):
     sampler = Sampler()
     assert sampler.sample({1: ("z", zombie.pid), 2: ("gone", gone.pid)}) == []
     assert sampler.tree_rss(zombie.pid) is None
+
+
+# A sleeper that, when it gets SIGUSR1, starts a sleeping child and opens a listening socket.
+FORKS_ON_SIGNAL = WRITE + """
+import signal, socket, subprocess, sys, time
+held = []
+def grow(*_):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen()
+    held.extend([child, s])
+    handshake("grown", f"{child.pid} {s.getsockname()[1]}")
+signal.signal(signal.SIGUSR1, grow)
+handshake("ready", "ok")
+while True:
+    time.sleep(600)
+"""
+
+
+def test_a_tree_that_grows_between_ticks_is_seen_whole(procs):
+    # ticks after a quiet one read only the known members; a member that ran (to fork, to listen)
+    # makes the next tick look at the whole table again, and every SLOW_EVERY ticks one does anyway
+    from tsm_notebook.engine.sampler import SLOW_EVERY
+
+    leader = procs.start(FORKS_ON_SIGNAL)
+    procs.handshake("ready")
+    sampler = Sampler()
+    targets = {1: ("grows", leader.pid)}
+    for _ in range(3):  # quiet ticks: the tree is one sleeper
+        row = one(sampler.sample(targets))
+        assert (row["children"], row["ports"]) == (0, [])
+    fds_before = row["fds"]
+    os.kill(leader.pid, signal.SIGUSR1)
+    child_pid, port = map(int, procs.handshake("grown").split())
+    procs.adopt(child_pid)
+    last = [one(sampler.sample(targets)) for _ in range(SLOW_EVERY + 2)][-1]
+    assert last["children"] == 1 and last["ports"] == [port]
+    assert last["fds"] > fds_before
+
+
+def test_quiet_ticks_keep_every_field(procs):
+    # a sleeper's open files and I/O counters are carried over between reads, never dropped to None
+    sleeper = procs.start(SLEEPS)
+    procs.handshake("ready")
+    sampler = Sampler()
+    rows = [one(sampler.sample({1: ("idle", sleeper.pid)})) for _ in range(8)]
+    for row in rows:
+        assert row["fds"] and row["threads"] >= 1 and row["rss"] > 0 and row["vms"] >= row["rss"]
+        assert isinstance(row["read_bytes"], int) and isinstance(row["write_bytes"], int)
+    assert all(r["cpu"] is not None for r in rows[1:])

@@ -1,10 +1,14 @@
-"""Resource samples of whole process trees (a managed process and all its descendants), via psutil.
+"""Resource samples of whole process trees (a managed process and all its descendants).
 
 The daemon calls :meth:`Sampler.sample` every few seconds for the online processes and hands the
-rows to :meth:`tsm_notebook.store.Store.metrics`. One tick reads the process table once (one pass
-over ``/proc/*/stat`` on Linux) to find every tree, asks the kernel once for the listening TCP
-sockets (netlink ``sock_diag``, else ``/proc/net/tcp*``), and reads only the tree members' own
-files after that, so its cost grows with the managed processes, not with the machine.
+rows to :meth:`tsm_notebook.engine.store.Store.metrics`. On Linux one tick is one pass over
+``/proc/*/stat``: that pass finds every tree AND gives each member's CPU time, memory and thread
+count, so CPU and memory are exact at every tick without psutil. The dearer fields (open files,
+I/O counters, listening ports: a directory listing, a readlink per fd, one more file and a netlink
+query) are read again only for a process that ran since they were read (its CPU time moved), that
+is new, or every :data:`SLOW_EVERY` ticks; a sleeping process keeps its last values, which cannot
+have changed while it did not run, so a hundred idle sleepers cost the table pass and nothing
+else. Elsewhere psutil does the work.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ __all__ = ["Sampler"]
 _PROC = "/proc"
 _LINUX = sys.platform.startswith("linux") and os.path.isdir(f"{_PROC}/self/fd")
 _TABLE_MAX_AGE = 1.0  # seconds tree_rss() may reuse the process table of the last tick
+SLOW_EVERY = 5  # ticks between two reads of the dear fields of a process that did not run
+_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 _TCP_LISTEN = 10  # TCP_LISTEN in the kernel's tcp_states.h
 
 
@@ -35,21 +42,35 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
+def _stat_fields(data: bytes) -> list[bytes]:
+    """The fields of a ``/proc/PID/stat`` line after the command name, from the state on:
+    0 state, 1 ppid, 11 utime, 12 stime, 17 threads, 19 start, 20 vsize, 21 rss (pages)."""
+    # The command name may hold spaces and ")": fields start after the LAST ")".
+    return data[data.rfind(b")") + 2 :].split(b" ", 22)
+
+
+def _scan() -> dict[int, list[bytes]]:
+    """``pid -> stat fields`` of every process (Linux), one read of each ``/proc/PID/stat``."""
+    stats: dict[int, list[bytes]] = {}
+    for entry in os.listdir(_PROC):
+        if not entry.isdigit():
+            continue
+        try:
+            stats[int(entry)] = _stat_fields(_read(f"{_PROC}/{entry}/stat"))
+        except OSError:  # exited since listdir
+            continue
+    return stats
+
+
+def _table_of(stats: dict[int, list[bytes]]) -> dict[int, tuple[int, float, bool]]:
+    return {pid: (int(f[1]), float(f[19]), f[0] == b"Z") for pid, f in stats.items()}
+
+
 def _process_table() -> dict[int, tuple[int, float, bool]]:
     """``pid -> (ppid, start, zombie)`` for every process; ``start`` tells pid reuse apart."""
     table: dict[int, tuple[int, float, bool]] = {}
     if _LINUX:
-        for entry in os.listdir(_PROC):
-            if not entry.isdigit():
-                continue
-            try:
-                data = _read(f"{_PROC}/{entry}/stat")
-            except OSError:  # exited since listdir
-                continue
-            # The command name may hold spaces and ")": fields start after the LAST ")".
-            fields = data[data.rfind(b")") + 2 :].split(b" ", 20)
-            table[int(entry)] = (int(fields[1]), float(fields[19]), fields[0] == b"Z")
-        return table
+        return _table_of(_scan())
     for proc in psutil.process_iter(["ppid", "create_time", "status"]):
         info = proc.info
         if info["ppid"] is not None:
@@ -130,6 +151,37 @@ def _fds_and_sockets(pid: int, sockets: bool) -> tuple[int, list[int]]:
     return len(fds), inodes
 
 
+def _io_bytes(pid: int) -> tuple[int | None, int | None]:
+    """``read_bytes, write_bytes`` of ``/proc/PID/io`` (``None, None`` when another user's)."""
+    try:
+        data = _read(f"{_PROC}/{pid}/io")
+    except PermissionError:
+        return None, None
+    read = write = None
+    for line in data.split(b"\n"):
+        if line.startswith(b"read_bytes:"):
+            read = int(line[11:])
+        elif line.startswith(b"write_bytes:"):
+            write = int(line[12:])
+    return read, write
+
+
+class _Member:
+    """What the fast path remembers of one process between ticks."""
+
+    __slots__ = ("ticks", "at", "dear_at", "fds", "read_bytes", "write_bytes", "inodes", "ports")
+
+    def __init__(self) -> None:
+        self.ticks = 0  # utime + stime, clock ticks
+        self.at = 0.0  # time.monotonic() of that reading
+        self.dear_at = -SLOW_EVERY  # tick number of the last read of the dear fields
+        self.fds: int | None = None
+        self.read_bytes: int | None = None
+        self.write_bytes: int | None = None
+        self.inodes: list[int] = []
+        self.ports: set[int] | None = None  # listening ports among those inodes, once resolved
+
+
 class Sampler:
     """Samples each online process TREE (the leader and all its descendants).
 
@@ -142,6 +194,12 @@ class Sampler:
         """``clock`` gives the epoch seconds stamped on each row."""
         self._clock = clock
         self._procs: dict[tuple[int, float], psutil.Process] = {}
+        self._members: dict[tuple[int, float], _Member] = {}
+        self._ticks = 0
+        self._full_at = -SLOW_EVERY  # tick of the last full pass over /proc
+        self._ran = True  # a member ran during the last tick (so a tree may have changed)
+        self._trees: dict[int, list[int]] = {}  # leader -> tree, as of the last full pass
+        self._stats: dict[int, list[bytes]] = {}
         self._table: dict[int, tuple[int, float, bool]] = {}
         self._children: dict[int, list[int]] = {}
         self._table_at = float("-inf")  # time.monotonic() of the last process-table read
@@ -158,6 +216,8 @@ class Sampler:
         skipped quietly. Never raises for a dead process.
         """
         now = self._clock()
+        if _LINUX:
+            return self._sample_linux(targets, now, ports)
         self._refresh_table()
         kept: dict[tuple[int, float], psutil.Process] = {}
         listening: dict[int, int] | None = None
@@ -201,10 +261,115 @@ class Sampler:
         self._procs = kept
         return rows
 
+    def _sample_linux(self, targets: dict[int, tuple[str, int]], now: float, ports: bool) -> list[dict]:
+        """:meth:`sample` from the stat fields of the table pass (see the module docstring)."""
+        self._ticks += 1
+        leaders = {leader for _, leader in targets.values()}
+        if not self._quick_pass(leaders):
+            self._refresh_table()
+            self._full_at = self._ticks
+            self._trees = {leader: self._tree(leader) for leader in leaders}
+        self._ran = False
+        mono = self._table_at
+        kept: dict[tuple[int, float], _Member] = {}
+        rows = []
+        unresolved: list[_Member] = []  # re-read members holding sockets: one netlink query for all
+        pending: list[tuple[dict, list[_Member]]] = []
+        for tsm_id, (name, leader) in targets.items():
+            tree = self._trees.get(leader) or []
+            if not tree:
+                continue
+            row = {
+                "time": now, "tsm_id": tsm_id, "name": name, "pid": leader, "cpu": None,
+                "rss": 0, "vms": 0, "threads": 0, "fds": None, "read_bytes": None,
+                "write_bytes": None, "children": len(tree) - 1, "ports": None,
+            }  # fmt: skip
+            members = []
+            leader_alive = False
+            for pid in tree:
+                f = self._stats[pid]
+                key = (pid, self._table[pid][1])
+                ticks = int(f[11]) + int(f[12])
+                member = self._members.get(key)
+                new = member is None
+                if new:
+                    member = _Member()
+                elif mono > member.at:
+                    cpu = (ticks - member.ticks) / _HZ / (mono - member.at) * 100.0
+                    row["cpu"] = cpu if row["cpu"] is None else row["cpu"] + cpu
+                if not new and ticks != member.ticks:
+                    self._ran = True  # it may have forked: the next tick makes a full pass
+                if new or ticks != member.ticks or self._ticks - member.dear_at >= SLOW_EVERY or (ports and member.ports is None):
+                    try:
+                        self._read_dear(pid, member, ports)
+                    except FileNotFoundError:  # gone since the table pass
+                        continue
+                    if ports and member.inodes:
+                        unresolved.append(member)
+                    elif ports:
+                        member.ports = set()
+                member.ticks, member.at = ticks, mono
+                row["rss"] += int(f[21]) * _PAGE
+                row["vms"] += int(f[20])
+                row["threads"] += int(f[17])
+                for field in ("fds", "read_bytes", "write_bytes"):
+                    value = getattr(member, field)
+                    if value is not None:
+                        row[field] = value if row[field] is None else row[field] + value
+                kept[key] = member
+                members.append(member)
+                leader_alive = leader_alive or pid == leader
+            if leader_alive:
+                pending.append((row, members))
+        if unresolved:
+            listening = _listening_ports()
+            for member in unresolved:
+                member.ports = {listening[i] for i in member.inodes if i in listening}
+        for row, members in pending:
+            if ports:
+                row["ports"] = sorted(set().union(*(m.ports or () for m in members)))
+            rows.append(row)
+        self._members = kept
+        return rows
+
+    def _quick_pass(self, leaders: set[int]) -> bool:
+        """Read only the known trees' stat lines, when none of them can have changed shape.
+
+        A tree changes only when one of its processes runs (forks, exits) or dies: after a tick
+        in which no member's CPU time moved, and no member is gone, the trees of the last full
+        pass stand, so a tick costs one read per member instead of one per process on the
+        machine. Every :data:`SLOW_EVERY` ticks a full pass runs anyway. False: do a full pass.
+        """
+        if self._ran or self._ticks - self._full_at >= SLOW_EVERY or not leaders <= self._trees.keys():
+            return False
+        stats: dict[int, list[bytes]] = {}
+        for leader in leaders:
+            for pid in self._trees[leader]:
+                try:
+                    f = _stat_fields(_read(f"{_PROC}/{pid}/stat"))
+                except OSError:
+                    return False
+                if float(f[19]) != self._table[pid][1] or f[0] == b"Z":
+                    return False
+                stats[pid] = f
+        self._stats = stats
+        self._table_at = time.monotonic()
+        return True
+
+    def _read_dear(self, pid: int, member: _Member, ports: bool) -> None:
+        """Read the open files, socket inodes and I/O counters of ``pid`` into ``member``."""
+        member.dear_at = self._ticks
+        try:
+            member.fds, member.inodes = _fds_and_sockets(pid, ports)
+        except PermissionError:
+            member.fds, member.inodes = None, []
+        member.read_bytes, member.write_bytes = _io_bytes(pid)
+        member.ports = None
+
     @property
     def tracked(self) -> int:
-        """How many process objects are kept for the next tick (those seen in the last one)."""
-        return len(self._procs)
+        """How many processes are remembered for the next tick (those seen in the last one)."""
+        return len(self._members) if _LINUX else len(self._procs)
 
     def tree_rss(self, pid: int) -> int | None:
         """Current resident memory of the tree of ``pid`` in bytes; ``None`` if it is gone.
@@ -216,6 +381,14 @@ class Sampler:
             self._refresh_table()
         total = None
         for member in self._tree(pid):
+            if _LINUX:  # the member's own stat line now: one small read
+                try:
+                    f = _stat_fields(_read(f"{_PROC}/{member}/stat"))
+                except OSError:
+                    continue
+                if float(f[19]) == self._table[member][1] and f[0] != b"Z":
+                    total = (total or 0) + int(f[21]) * _PAGE
+                continue
             # A fresh object, never stored: storing it would fake the cpu baseline of the next tick.
             proc = self._procs.get((member, self._table[member][1]))
             try:
@@ -226,7 +399,11 @@ class Sampler:
         return total
 
     def _refresh_table(self) -> None:
-        self._table = _process_table()
+        if _LINUX:
+            self._stats = _scan()
+            self._table = _table_of(self._stats)
+        else:
+            self._table = _process_table()
         children: dict[int, list[int]] = {}
         for pid, (ppid, _start, _zombie) in self._table.items():
             children.setdefault(ppid, []).append(pid)
