@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bench.measure import median_minmax
@@ -145,6 +146,9 @@ GOALS: tuple[Goal, ...] = (
          column_param="cold"),
     Goal("kill -9 until a new pid at most PM2's", "crash_pid", "SIGKILL", "pm2", 1.0),
     Goal("daemon RSS at 50 processes at most supervisor's", "rss", "50 processes", "supervisor", 1.0),
+    Goal("daemon CPU with 50 idle processes at most supervisor's", "cpu", "50 processes, 60 s", "supervisor", 1.0),
+    Goal("stop all of 500 processes at most supervisor's", "many_stop", "500 processes", "supervisor", 1.0),
+    Goal("daemon RSS at 2,000 processes at most supervisor's", "rss", "2000 processes", "supervisor", 1.0),
     Goal("per-line log throughput at least 2x PM2's, zero lines lost", "log_rate", "2,000,000 lines, line",
          "pm2", 2.0, at_most=False, zero_lost=True),
 )
@@ -204,11 +208,12 @@ def _source_line(source: Mapping[str, Any]) -> str:
             f"{one(end)} at the end (each group starts a new daemon, which runs the code then on disk).")
 
 
-def markdown(result: Mapping[str, Any], notes: str | None = None) -> str:
+def markdown(result: Mapping[str, Any], notes: str | None = None, images: tuple[str, ...] = ()) -> str:
     """The whole ``docs/benchmarks.md`` page for one results document.
 
     ``notes`` (Markdown: the analysis of the goals missed, with their profiles) goes after the
-    goals; without it the page says that no analysis was written for this run.
+    goals; without it the page says that no analysis was written for this run. ``images`` are
+    the growth plots beside the page (``bench/plots.py``), shown after the results table.
     """
     columns: list[str] = result["columns"]
     peers = [c for c in columns if c not in ("tsm", "floor")]
@@ -265,6 +270,11 @@ def markdown(result: Mapping[str, Any], notes: str | None = None) -> str:
             cells += [_ratio(row["results"]["tsm"], row["results"][p]) for p in peers]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if images:
+        lines += ["## How the costs grow with the number of processes", "",
+                  "Medians against the process count, with the min – max as a band; both axes are "
+                  "logarithmic (made by `bench/plots.py` from the same results file).", ""]
+        lines += [f"![{Path(name).stem}]({name})" for name in images] + [""]
     if with_tsm:
         lines += _goals_section(result)
         if notes:

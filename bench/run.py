@@ -75,17 +75,17 @@ class Plan:
     reps: int
     status_sizes: tuple[int, ...]
     rss_sizes: tuple[int, ...]
-    cpu_size: int
+    cpu_sizes: tuple[int, ...]
     cpu_window: float
     list_samples: int
     log_lines: int
-    many: int
+    many: tuple[int, ...]
 
 
-FULL = Plan(reps=3, status_sizes=(1, 10, 50, 200), rss_sizes=(0, 10, 50, 200), cpu_size=50,
-            cpu_window=60.0, list_samples=5, log_lines=2_000_000, many=500)
-QUICK = Plan(reps=1, status_sizes=(1, 2, 5), rss_sizes=(0, 2, 5), cpu_size=5,
-             cpu_window=3.0, list_samples=2, log_lines=20_000, many=5)
+FULL = Plan(reps=3, status_sizes=(1, 10, 50, 200), rss_sizes=(0, 10, 50, 200), cpu_sizes=(10, 50, 200),
+            cpu_window=60.0, list_samples=5, log_lines=2_000_000, many=(500, 2000))
+QUICK = Plan(reps=1, status_sizes=(1, 2, 5), rss_sizes=(0, 2, 5), cpu_sizes=(5,),
+             cpu_window=3.0, list_samples=2, log_lines=20_000, many=(5,))
 
 Record = Callable[[str, str, float | int], None]
 
@@ -142,7 +142,7 @@ def run_idle(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
     d.start_daemon()
     daemon = d.daemon_pid()
     names: list[str] = []
-    for size in sorted({*plan.status_sizes, *plan.rss_sizes, plan.cpu_size}):
+    for size in sorted({*plan.status_sizes, *plan.rss_sizes, *plan.cpu_sizes}):
         if size > len(names):
             new = [f"idle{i}" for i in range(len(names), size)]
             d.start_many([(n, sleeper()) for n in new])
@@ -154,7 +154,7 @@ def run_idle(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
             time_list(d)  # one request served before memory is read, as at every other size
         if size in plan.rss_sizes:
             rec("rss", processes(size), measure.rss(daemon))
-        if size == plan.cpu_size:
+        if size in plan.cpu_sizes:
             before, deadline = measure.cpu_seconds(daemon), time.monotonic() + plan.cpu_window
             while (left := deadline - time.monotonic()) > 0:
                 time.sleep(min(left, 0.5))  # a measuring window, checked for a dead daemon
@@ -282,17 +282,23 @@ def run_log(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
 
 
 def run_many(d: Driver, plan: Plan, rec: Record, work: Path, rep: int) -> None:
-    """Row 7: start many sleepers in one command, list them, stop them all."""
+    """Row 7: start many sleepers in one command, list them, stop them all, at each size of
+    ``plan.many`` (500 and 2,000 in a full run); the daemon's RSS is read with all of them up."""
     d.start_daemon()
-    names = [f"many{i}" for i in range(plan.many)]
-    param = processes(plan.many)
-    started = time.monotonic()
-    rec("many_start", param, d.start_many([(n, sleeper()) for n in names]))
-    pids = wait_pids(d, names, READY_TIMEOUT + plan.many)
-    rec("many_up", param, time.monotonic() - started)
-    record_status(d, rec, param, 1)  # the status row at 500 processes
-    rec("many_stop", param, d.stop_all())
-    measure.wait_gone(pids.values(), READY_TIMEOUT + plan.many / 10)
+    daemon = d.daemon_pid()
+    for many in plan.many:
+        names = [f"many{i}" for i in range(many)]
+        param = processes(many)
+        started = time.monotonic()
+        rec("many_start", param, d.start_many([(n, sleeper()) for n in names]))
+        pids = wait_pids(d, names, READY_TIMEOUT + many)
+        rec("many_up", param, time.monotonic() - started)
+        record_status(d, rec, param, 1)  # the status row at 500 and 2,000 processes
+        if daemon is not None and measure.pid_alive(daemon):
+            rec("rss", param, measure.rss(daemon))
+        rec("many_stop", param, d.stop_all())
+        measure.wait_gone(pids.values(), READY_TIMEOUT + many / 10)
+        d.delete_all()
 
 
 RUNNERS = {"idle": run_idle, "start": run_start, "crash": run_crash, "stop": run_stop,
@@ -300,7 +306,7 @@ RUNNERS = {"idle": run_idle, "start": run_start, "crash": run_crash, "stop": run
 #: The rows each group fills, so a failed group marks all of them null with its reason.
 GROUP_ROWS = {"idle": ("status", "status_api", "rss", "cpu"), "start": ("start_return", "start_port"),
               "crash": ("crash_pid", "crash_port"), "stop": ("stop",), "log": ("log_rate", "log_lost"),
-              "many": ("many_start", "many_up", "status", "status_api", "many_stop")}
+              "many": ("many_start", "many_up", "status", "status_api", "rss", "many_stop")}
 
 
 # -- the harness ------------------------------------------------------------------------------------
@@ -463,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.render:
         md_path = args.markdown or ROOT / "docs" / "benchmarks.md"
-        _write(md_path, report.markdown(json.loads(args.render.read_text()), notes_for(args.render)))
+        result = json.loads(args.render.read_text())
+        _write(md_path, report.markdown(result, notes_for(args.render), _plots(result, md_path.parent)))
         print(f"wrote {md_path}", file=sys.stderr)
         return 0
 
@@ -486,9 +493,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
     _write(json_path, json.dumps(result, indent=1) + "\n")
-    _write(md_path, report.markdown(result, notes_for(json_path)))
+    images = _plots(result, md_path.parent) if not args.quick else ()
+    _write(md_path, report.markdown(result, notes_for(json_path), images))
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
+
+
+def _plots(result: dict[str, Any], folder: Path) -> tuple[str, ...]:
+    """The growth curves beside the page (bench/plots.py), by file name; none without matplotlib."""
+    try:
+        from bench import plots
+
+        paths = plots.plot(result, folder)
+    except ImportError as exc:
+        print(f"no plots ({exc})", file=sys.stderr)
+        return ()
+    for path in paths:
+        print(f"wrote {path}", file=sys.stderr)
+    return tuple(path.name for path in paths)
 
 
 if __name__ == "__main__":

@@ -256,3 +256,30 @@ def test_goals_are_checked_from_medians_of_the_same_run() -> None:
     assert warm["met"] is True and warm["ratio"] == pytest.approx(1.2)  # against the floor's cold start
     log = checked["per-line log throughput at least 2x PM2's, zero lines lost"]
     assert log["ratio"] > 2 and log["met"] is False  # fast enough, but a repetition lost 3 lines
+
+
+def test_growth_plots_from_a_results_file(tmp_path: Path) -> None:
+    from bench import plots
+
+    def row(name: str, param: str, values: dict[str, float]) -> dict:
+        return {"row": name, "param": param, "results": {
+            tool: {"median": v, "min": v * 0.9, "max": v * 1.1, "n": 3} for tool, v in values.items()}}
+
+    result = {"date": "2026-12-01", "rows": [
+        row("status", "1 process", {"tsm": 0.03, "pm2": 0.15}),
+        row("status", "50 processes", {"tsm": 0.04, "pm2": 0.16}),
+        row("status", "50 processes, Client.call(\"ls\")", {"tsm": 0.001}),  # not a status-command point
+        row("cpu", "50 processes, 30 s", {"tsm": 0.07}),
+        row("cpu", "200 processes, 30 s", {"tsm": 0.2}),
+        row("many_stop", "500 processes", {"tsm": 3.0, "supervisor": 1.4}),
+    ]}
+    status = plots.series(result, "status")
+    assert {tool: [(n, m) for n, m, _, _ in points] for tool, points in status.items()} == {
+        "tsm": [(1, 0.03), (50, 0.04)], "pm2": [(1, 0.15), (50, 0.16)]}
+    assert [p[1] for p in plots.series(result, "cpu")["tsm"]] == pytest.approx([0.14, 0.4])  # per 60 s
+    written = plots.plot(result, tmp_path)
+    assert sorted(p.name for p in written) == ["bench-cpu.png", "bench-status.png"]  # one point: no curve
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in written)
+    page = report.markdown({**json.loads((ROOT / "bench" / "results" / "2026-11-29.json").read_text())},
+                           None, tuple(p.name for p in written))
+    assert "![bench-status](bench-status.png)" in page
