@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotations are postponed
 if TYPE_CHECKING:
     from typing import Any, Callable
@@ -24,8 +25,30 @@ SUBCOMMANDS = (
 TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter without its ``import shutil``: argparse builds one for every option it
+    adds, and shutil (with zlib, bz2 and lzma) cost each ``tsm`` call a few milliseconds only to
+    learn the terminal's width."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None):
+        if width is None:
+            try:
+                width = int(os.environ["COLUMNS"])
+            except (KeyError, ValueError):
+                try:
+                    width = os.get_terminal_size(sys.__stdout__.fileno()).columns
+                except (AttributeError, OSError, ValueError):
+                    width = 80
+            width -= 2
+        super().__init__(prog, indent_increment, max_help_position, width)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse that raises :class:`UsageError` instead of printing and exiting on a mistake."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if "unrecognized arguments" in message and self.prog.endswith("start") and not self.prog.startswith("%%"):
