@@ -88,7 +88,8 @@ def test_bad_config_stops_the_first_command_at_once_with_the_key(tsm):
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
-    assert f"config file {tsm.home / 'config.toml'}: logs.retain: invalid count '-1'" in lines[0]
+    assert lines[0].startswith(f"tsm: config file {tsm.home / 'config.toml'}: logs.retain: invalid count '-1'")
+    assert r.returncode == 2  # a usage error, like a bad option
     assert "daemon.log" not in r.stderr and "Traceback" not in r.stderr
     assert tsm.daemon_pid() is None
     (tsm.home / "config.toml").write_text("[logs]\nretain = 1\n")  # fixed: the next command works

@@ -78,7 +78,10 @@ class Client:
     def _start_daemon(self) -> socket.socket:
         import subprocess  # only when a daemon must be started
 
+        from ..core.config import Config
+
         self.home.ensure()
+        Config.load(self.home.config_file)  # a bad config.toml: its one line now, not a failed start
         env = dict(os.environ)
         pkg_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
