@@ -220,17 +220,18 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
         if spec.port_search and previous_port is not None and spec.port is not None:
             spec.port = max(spec.port, previous_port + 1)  # instances of P+ take ports upwards
         old = kept.get((app.name, i))
-        if old is not None:
-            offsets[old["name"]] = _log_sizes(old)
         if old is not None and _same(old["spec"], spec):
             if old["status"] in states.RUNNING or (app.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
-                row = old
+                row = old  # left alone: its log since it started counts for a log check
             else:
+                offsets[old["name"]] = _log_sizes(old)
                 row = c.call("start_existing", target=old["name"])[0]
                 changed = True
         else:
-            if old is not None and old["status"] in states.ALIVE | states.RUNNING:
-                c.call("stop", target=old["name"])
+            if old is not None:
+                offsets[old["name"]] = _log_sizes(old)
+                if old["status"] in states.ALIVE | states.RUNNING:
+                    c.call("stop", target=old["name"])
             row = _start(c, spec, app, env)
             if old is not None and row["name"] != old["name"]:
                 c.call("delete", target=old["name"])

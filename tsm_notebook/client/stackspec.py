@@ -121,7 +121,10 @@ def spec_from_options(options: Mapping[str, Any], *, base_cwd: str, name: str | 
             ns.command, ns.argv_mode = list(value), True
         elif key in keys:
             action, inverted = keys[key]
-            setattr(ns, action.dest, _value(key, action, inverted, value))
+            try:
+                setattr(ns, action.dest, _value(key, action, inverted, value))
+            except UsageError as exc:
+                raise UsageError(exc.message, key=key) from None
         else:
             import difflib
 

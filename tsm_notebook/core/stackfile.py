@@ -388,7 +388,8 @@ def _specs(app: App, stack: str, base_cwd: str, build: Build, err: Callable[...,
             spec = build(options, base_cwd=base_cwd, name=app.name)
         except UsageError as exc:
             key = exc.fields.get("key")
-            raise err((app.name, key) if key else (app.name,), exc.message) from None
+            message = exc.message[len(key) + 2:] if key and exc.message.startswith(f"{key}: ") else exc.message
+            raise err((app.name, key) if key else (app.name,), message) from None
         if app.instances > 1:
             if spec.port is not None:
                 spec.port += i  # web-8000, web-8001, ... (a P+ search starts from here)

@@ -93,9 +93,18 @@ async def cmd_stop(d: Daemon, args: dict) -> list:
 
 @command("restart")
 async def cmd_restart(d: Daemon, args: dict) -> list:
-    """args: {target} -> rows after restarting (stop if alive, start, wait for online)."""
+    """args: {target} -> rows after restarting (stop if alive, start, wait for online); a stack's
+    apps start again after those they depend on are ready."""
     ms = d.sup.resolve(args.get("target"))
-    results = await asyncio.gather(*(d.sup.restart(m) for m in ms), return_exceptions=True)
+
+    def restarting(m: Any) -> Callable[[], Awaitable[Any]]:
+        async def go() -> Any:
+            await d.sup.restart(m)
+            return m
+
+        return go
+
+    results = await in_dependency_order([(m.spec, restarting(m)) for m in ms])
     for r in results:
         if isinstance(r, BaseException):
             raise r
