@@ -130,6 +130,8 @@ def _frame(rows: list[dict], columns: dict[str, Callable[[list], Any]], index: s
 PROCESS_COLUMNS: dict[str, Callable[[list], Any]] = {
     "tsm_id": _int,
     "name": _str,
+    "stack": _str,  # the stack it belongs to (tsm up), or <NA>
+    "app": _str,
     "env_file": _str,
     "pid": _nullable_int,
     "port": _nullable_int,

@@ -155,7 +155,16 @@ ROUTES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "report": _report,
     "monit": _panel,
     "panel": _panel,
+    "up": lambda ns: _stacks().from_ns(ns),
+    "down": lambda ns: _stacks().from_ns(ns),
+    "convert": lambda ns: commands.convert(ns.file),
 }
+
+
+def _stacks() -> Any:
+    from . import stacks
+
+    return stacks
 
 
 def _notebook_only(argv: list[str]) -> argparse.Namespace | None:
@@ -233,15 +242,19 @@ def _prune_scripts(home: Home, keep: Path) -> None:
         pass  # tidying is best effort: the start itself succeeded
 
 
-def run_cell(line: str, cell: str) -> api.Process:
+def run_cell(line: str, cell: str) -> Any:
     """Start the body of a ``%%tsm start ...`` cell as a managed process; returns its snapshot.
+    (``%%tsm up`` instead brings up the stack the cell describes: see :mod:`.stacks`.)
 
     The body is written by :func:`script_path` and run by this kernel's Python (``--lang
     python``, the default: the same environment and packages) or by ``bash`` (``--lang bash``);
     ``--interpreter`` overrides either. Every option of ``tsm start`` applies; ``--name`` is
     required. Raises TsmError or commands.Help.
     """
-    ns = commands.parse(_split(line, "%%tsm"), prog="%%tsm", cell=True)
+    argv = _split(line, "%%tsm")
+    if argv[:1] == ["up"]:  # %%tsm up: the cell is a tsm.toml
+        return _stacks().up_cell(argv[1:], cell)
+    ns = commands.parse(argv, prog="%%tsm", cell=True)
     if not cell.strip():
         raise UsageError("%%tsm start: the cell is empty; its body is the program to run")
     if not ns.name:
