@@ -207,3 +207,26 @@ def test_a_bad_file_is_one_message_and_leaves_nothing(tsm, tmp_path):
     assert not (tsm.home / "daemon.json").exists() and not (tsm.home / "runtime" / "processes").exists()
     r = tsm.run("up", "tsm.toml", "c", cwd=tmp_path)
     assert r.returncode == 2 and "dependency cycle" in r.stderr
+
+
+def test_the_readme_stack_runs(tsm, tmp_path):
+    import re
+    import shlex
+
+    from conftest import ROOT
+    from stackapps import API, MIGRATE, WORKER
+
+    readme = (ROOT / "README.md").read_text()
+    toml = next(b for b in re.findall(r"```toml\n(.*?)```", readme, flags=re.S) if 'name = "shop"' in b)
+    session = next(b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "tsm up" in b)
+    ports = {"6390": free_port(), "8000": free_port(), "8100": free_port()}
+    for old, new in ports.items():
+        toml = toml.replace(old, str(new))
+    (tmp_path / "tsm.toml").write_text(toml.replace("python3 ", f"{PY} ").replace('"redis-server"', f'"{REDIS}"'))
+    for name, body in (("migrate.py", MIGRATE), ("api.py", API), ("worker.py", WORKER)):
+        (tmp_path / name).write_text(textwrap.dedent(body))
+    for line in session.splitlines():
+        argv = shlex.split(line.split("  #")[0])
+        r = tsm.run(*argv[1:], cwd=tmp_path, timeout=90)
+        assert r.returncode == 0, f"{line}\n{r.stdout}\n{r.stderr}"
+    assert all(row["status"] == "stopped" for row in tsm.call("ls", all=True))
