@@ -36,7 +36,7 @@ from . import commands
 
 __all__ = ["AppProgress", "StackRun", "down", "up", "members"]
 
-POLL = 0.05  # seconds between readiness checks
+POLL = 0.01  # seconds between readiness checks (a check is one local request)
 #: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
 STATES = ("pending", "waiting", "starting", "checking", "ready", "unchanged", "failed", "skipped",
           "stopping", "stopped", "removed")  # fmt: skip
