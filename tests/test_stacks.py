@@ -130,7 +130,9 @@ def test_stack_targets_save_resurrect_and_recovery_keep_the_stack(tsm, shop):
 
     tsm.run("save", check=True)
     tsm.run("delete", "all", check=True, timeout=60)
+    mark = events(tsm)[-1]["id"]
     r = tsm.run("resurrect", check=True, timeout=90)
+    check_daemon_order([e for e in events(tsm) if e["id"] > mark])
     rows = tsm.call("ls", all=True)
     assert {row["stack"] for row in rows} == {"shop"} and len(rows) == 5  # the finished migration is not saved
     wait_for(lambda: "worker ready" in tsm.run("logs", "worker", "--out").stdout, 20, message="the resurrected worker")
@@ -144,13 +146,17 @@ def test_stack_targets_save_resurrect_and_recovery_keep_the_stack(tsm, shop):
     tsm.run("ping", check=True)
     wait_for(lambda: all(row["status"] == "online" for row in tsm.call("ls")) and len(tsm.call("ls")) == 5, 30,
              message="the stack to be recovered")
-    after = [e for e in events(tsm) if e["id"] > mark]
-    first = {}
-    for e in after:
-        first.setdefault((app_of(e["name"] or ""), e["event"]), e["id"])
-    assert first[("api", "online")] < first[("worker", "start")] and first[("api", "online")] < first[("web", "start")]
-    assert first[("redis", "online")] < first[("api", "start")]
+    check_daemon_order([e for e in events(tsm) if e["id"] > mark])
     assert {row["stack"] for row in tsm.call("ls")} == {"shop"}
+
+
+def check_daemon_order(evs: list[dict]) -> None:
+    """The daemon's own bring-up (resurrect, recovery): an app starts after its dependencies are online."""
+    first = {}
+    for e in evs:
+        first.setdefault((app_of(e["name"] or ""), e["event"]), e["id"])
+    assert first[("api", "online")] < first[("worker", "start")] and first[("api", "online")] < first[("web", "start")], evs
+    assert first[("redis", "online")] < first[("api", "start")], evs
 
 
 PROCFILE_WORKER = """
