@@ -128,3 +128,31 @@ def test_procfile_and_ecosystem_conventions(tmp_path, monkeypatch):
     with pytest.raises(UsageError, match=r"Procfile:2: expected 'name: command'"):
         (tmp_path / "Procfile").write_text("web: x\nnot a process line\n")
         load_stack("Procfile")
+
+
+def test_progress_lines_and_terminal_view():
+    import io
+
+    from tsm_notebook.cli.stackview import Progress, ls_grouped
+    from tsm_notebook.client.stack import AppProgress, StackRun
+
+    apps = [AppProgress("db", "port"), AppProgress("api", "port", ["db"])]
+    out = io.StringIO()
+    run = StackRun("shop", apps, Progress(out, tty=False))
+    run.set(apps[0], "starting")
+    apps[0].processes, apps[0].elapsed = ["db-6390"], 0.25
+    run.set(apps[0], "ready", "port 6390 accepts")
+    run.set(apps[1], "failed", "not ready after 1s")
+    assert out.getvalue().splitlines() == ["+ db             ready      port 6390 accepts (0.25s)  db-6390",
+                                           "! api            failed     not ready after 1s"]
+    tty = io.StringIO()
+    run = StackRun("shop", apps, Progress(tty, tty=True))
+    run.set(apps[0], "ready")
+    run.set(apps[1], "ready")
+    assert tty.getvalue().count("\x1b[2K") == 4 and tty.getvalue().count("\x1b[2F") == 1  # redrawn in place
+
+    rows = [{"tsm_id": 0, "name": "solo", "status": "online", "stack": None},
+            {"tsm_id": 1, "name": "db-1", "status": "online", "stack": "shop"},
+            {"tsm_id": 2, "name": "api-2", "status": "stopped", "stack": "shop"}]
+    text = ls_grouped(rows)
+    assert text.index("stack shop: 1/2 online") < text.index("db-1") < text.index("not in a stack") < text.index("solo")

@@ -130,8 +130,6 @@ def _frame(rows: list[dict], columns: dict[str, Callable[[list], Any]], index: s
 PROCESS_COLUMNS: dict[str, Callable[[list], Any]] = {
     "tsm_id": _int,
     "name": _str,
-    "stack": _str,  # the stack it belongs to (tsm up), or <NA>
-    "app": _str,
     "env_file": _str,
     "pid": _nullable_int,
     "port": _nullable_int,
@@ -165,6 +163,8 @@ PROCESS_COLUMNS: dict[str, Callable[[list], Any]] = {
     "problems": _object,
     "out_log": _str,
     "err_log": _str,
+    "stack": _str,  # the stack it belongs to (tsm up), else <NA>
+    "app": _str,  # its app in the stack file
 }
 
 
@@ -175,7 +175,7 @@ def processes(home: str | os.PathLike[str] | Home | None = None, *, client: Clie
     :data:`tsm_notebook.states.ALL`, ``pid``/``port``/``memory`` (bytes)/``exit_code``/
     ``exit_signal``/``max_memory`` Int64, ``cpu`` float64 (percent of one core), ``restarts``
     int64, ``uptime`` and the policy durations timedelta64[ns], ``start_time``/``created``
-    datetime64[ns, UTC], then the other fields of ``meta.json``. ``cpu``, ``memory`` and
+    datetime64[ns, UTC], ``stack`` and ``app`` (<NA> outside a stack), then the other fields of ``meta.json``. ``cpu``, ``memory`` and
     ``uptime`` are known only for online processes.
 
     Uses ``client`` if given (and leaves it open), else connects to the daemon of ``home``,

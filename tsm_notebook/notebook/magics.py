@@ -73,6 +73,8 @@ def _ls(ns: argparse.Namespace) -> Any:
     df = processes(ns.home, client=_client(ns))
     if not ns.all and len(df):
         df = df[df["status"] != "stopped"]  # as `tsm ls`: stopped ones only with -a
+    if ns.group and len(df):  # -g: each stack's processes together, the others last
+        df = df.sort_values(["stack", "tsm_id"], na_position="last", kind="stable")
     return df
 
 
