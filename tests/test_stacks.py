@@ -55,17 +55,19 @@ def test_up_in_dependency_order_then_down_in_reverse(tsm, shop):
         assert any(line.split()[1:3] == [app, "ready"] for line in r.stdout.splitlines() if line.startswith("+")), r.stdout
     evs = events(tsm)
     check_order(evs)
+    rows = {row["name"]: row for row in tsm.call("ls", all=True)}
+    webs = sorted((row["port"], name) for name, row in rows.items() if row["app"] == "web")
+    assert len(webs) == 2 and webs[0][0] >= shop.web_port and webs[1][0] > webs[0][0]  # "P+": the first free ones
     assert {e["name"] for e in evs if e["event"] == "ready"} == {
-        f"redis-{shop.redis_port}", "migrate", f"api-{shop.api_port}", "worker", f"web-{shop.web_port}", f"web-{shop.web_port + 1}"}
+        f"redis-{shop.redis_port}", "migrate", f"api-{shop.api_port}", "worker", webs[0][1], webs[1][1]}
     # reality agrees: the key is there, the worker saw a healthy API, both web instances answer
     assert redis_get(shop.redis_port, "schema:version") == "3"
     assert "worker ready (api says ok 3)" in tsm.run("logs", "worker", "--out").stdout
-    assert accepts(shop.web_port) and accepts(shop.web_port + 1)
-    rows = {row["name"]: row for row in tsm.call("ls", all=True)}
+    assert accepts(webs[0][0]) and accepts(webs[1][0])
     assert {row["stack"] for row in rows.values()} == {"shop"}
     assert rows["migrate"]["status"] == "stopped" and rows["migrate"]["exit_code"] == 0
     grouped = tsm.run("ls", "-g", check=True).stdout
-    assert grouped.startswith("stack shop: 5/5 online") and f"web-{shop.web_port + 1}" in grouped
+    assert grouped.startswith("stack shop: 5/5 online") and webs[1][1] in grouped
 
     mark = evs[-1]["id"]
     r = tsm.run("down", str(shop.file), timeout=60)
@@ -236,3 +238,15 @@ def test_the_readme_stack_runs(tsm, tmp_path):
         r = tsm.run(*argv[1:], cwd=tmp_path, timeout=90)
         assert r.returncode == 0, f"{line}\n{r.stdout}\n{r.stderr}"
     assert all(row["status"] == "stopped" for row in tsm.call("ls", all=True))
+
+
+def test_up_by_name_from_what_the_daemon_recorded(tsm, shop):
+    tsm.run("up", str(shop.file), check=True, timeout=90)
+    tsm.run("down", "stack:shop", check=True, timeout=60)
+    mark = events(tsm)[-1]["id"]
+    r = tsm.run("up", "stack:shop", timeout=90)  # no file: the specs, order and readiness the daemon kept
+    assert r.returncode == 0, r.stdout + r.stderr
+    after = [e for e in events(tsm) if e["id"] > mark]
+    check_order(after)
+    assert "= migrate        unchanged" in r.stdout  # the finished job is not run again
+    assert sum(row["status"] == "online" for row in tsm.call("ls")) == 5

@@ -212,9 +212,7 @@ def cmd_up(c: Client, ns) -> int:
     from .stackview import Progress
 
     path, name, apps = commands.stack_items(ns.items)
-    if path is None:
-        raise UsageError(f"tsm up: give the stack's file (tsm up FILE), not stack:{name}")
-    st = commands.load_stack(path, env_name=ns.environment)
+    st = commands.load_stack(path, env_name=ns.environment) if path else stack.from_records(c, name)
     c.call("ping")  # the daemon is up before the threads connect
     print(f"stack {st.name}: {st.path}")
     try:

@@ -34,7 +34,7 @@ from ..core.stackfile import Stack
 from .client import Client
 from . import commands
 
-__all__ = ["AppProgress", "StackRun", "down", "up", "members"]
+__all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "members", "up"]
 
 POLL = 0.01  # seconds between readiness checks (a check is one local request)
 #: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
@@ -242,9 +242,8 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
             progress.processes = list(names)
     run.set(progress, "checking", "")
     details = [_wait_ready(c, stack.name, app, n, offsets.get(n, {})) for n in names]
-    if changed:  # the history shows when each started app became ready for its dependants
-        for n, detail in zip(names, details):
-            c.call("ready", target=n, reason=detail)
+    for n, detail in zip(names, details):  # the history shows when each app was ready for its dependants
+        c.call("ready", target=n, reason=detail)
     progress.elapsed = time.monotonic() - progress.started
     run.set(progress, "ready" if changed else "unchanged", details[0] if len(details) == 1 else f"{len(details)} instances: {details[0]}")
 
@@ -373,6 +372,28 @@ def _failed(stack: str, app: Any, reason: str, row: dict[str, Any]) -> StackFail
     lines = _last_lines(row)
     return StackFailed(_message(f"{app.name} ({row['name']})" if row["name"] != app.name else app.name, reason, lines)
                        + f"\n(full logs: tsm logs {row['name']})", stack=stack, app=app.name, reason=reason, lines=lines)
+
+
+def from_records(client: Client, name: str) -> Stack:
+    """The stack ``name`` as the daemon recorded it (specs, order, readiness), for ``tsm up
+    stack:NAME`` without its file: what is stopped starts again, dependencies first. Raises
+    ProcessNotFound when the stack has no process."""
+    from ..core.stackfile import App, DEFAULT_READY_TIMEOUT
+
+    rows = client.call("describe", target=f"stack:{name}")
+    specs: dict[str, dict[int, LaunchSpec]] = {}
+    for r in rows:
+        spec = LaunchSpec.from_dict(r["spec"])
+        specs.setdefault(spec.app or r["name"], {})[_instance(r)] = spec
+    deps = {app: list(next(iter(s.values())).depends_on or ()) for app, s in specs.items()}
+    apps = {}
+    for app in dependency_order(deps):
+        first = next(iter(specs[app].values()))
+        a = App(app, {}, [d for d in deps[app] if d in specs], first.ready or "online",
+                first.ready_timeout or DEFAULT_READY_TIMEOUT, len(specs[app]), None)
+        a.specs = [specs[app][i] for i in sorted(specs[app])]
+        apps[app] = a
+    return Stack(name, f"stack:{name}", apps)
 
 
 # ---------------------------------------------------------------------- down

@@ -118,8 +118,8 @@ class Stack:
 
 def up(file: str | os.PathLike[str] | None = None, *apps: str, env: str | None = None, text: str | None = None,
        home: str | os.PathLike[str] | Home | None = None, wait: bool = False) -> Stack:
-    """Bring the stack of ``file`` (default: ./tsm.toml, Procfile or ecosystem.json; or ``text``,
-    a stack file's content) up, or only ``apps`` and what they need; ``env`` picks an
+    """Bring the stack of ``file`` (default: ./tsm.toml, Procfile or ecosystem.json; ``text``, a
+    stack file's content; or ``"stack:NAME"``, a stack as the daemon recorded it) up, or only ``apps`` and what they need; ``env`` picks an
     ``[env.NAME]`` section. Returns at once (``wait=True``: when done, raising StackFailed).
     A bad file raises UsageError before anything starts."""
     if file is None and text is None:
@@ -127,8 +127,13 @@ def up(file: str | os.PathLike[str] | None = None, *apps: str, env: str | None =
 
         file = find_file()
     path = os.fspath(file) if file is not None else "tsm.toml"
-    st = commands.load_stack(path, env_name=env, text=text)
     home = home if isinstance(home, Home) else Home.resolve(home)
+    if text is None and path.startswith("stack:") and not os.path.exists(path):  # as the daemon recorded it
+        from .api import shared_client
+
+        st = stack_client.from_records(shared_client(home), path[len("stack:"):])
+    else:
+        st = commands.load_stack(path, env_name=env, text=text)
     result = Stack("up")
     result.run = stack_client.up(st, apps=list(apps), home=home, on_change=result._on_change, background=True)
     return result.wait() if wait else result
@@ -155,9 +160,7 @@ def from_ns(ns: Any) -> Stack:
     path, name, apps = commands.stack_items(ns.items)
     if ns.cmd == "down":
         return down(f"stack:{name}" if name else path, *apps, home=ns.home)
-    if path is None:
-        raise UsageError(f"%tsm up: give the stack's file, not stack:{name}")
-    return up(path, *apps, env=ns.environment, home=ns.home)
+    return up(path or f"stack:{name}", *apps, env=ns.environment, home=ns.home)
 
 
 def up_cell(argv: list[str], cell: str) -> Stack:
