@@ -76,3 +76,27 @@ def test_cell_holds_the_stack_file_and_failures_show(tsm, shell):
 
     with pytest.raises(UsageError, match="dependency cycle"):
         shell.run_cell_magic("tsm", "up", '[a]\ncmd = "true"\ndepends_on = ["a"]\n')
+
+
+def test_panel_groups_by_stack_and_acts_on_it(tsm, tmp_path):
+    import tsm_notebook as tsm_api
+    from tsm_notebook.notebook.panel import Panel
+
+    port = free_port()
+    (tmp_path / "tsm.toml").write_text(stack_text(port))
+    tsm_api.up(tmp_path / "tsm.toml", home=tsm.home, wait=True)
+    tsm.run("start", "--name", "solo", "--", PY, "-c", "import time; time.sleep(60)", check=True)
+    panel = Panel(tsm.home, refresh=None)
+    try:
+        table = panel.table.value
+        assert table.index("stack nb") < table.index(f"web-{port}") < table.index("not in a stack") < table.index("solo")
+        assert panel.stack_selector.options == ("nb",) and panel.stack_actions.layout.display == ""
+        for button, want in ((panel.stack_down_button, "stopped"), (panel.stack_up_button, "online"),
+                             (panel.stack_restart_button, "online")):
+            button.click()
+            wait_for(lambda: not panel.busy, 60, message="the stack action")
+            assert "done" in panel.message.value, panel.message.value
+            assert tsm.row(f"web-{port}")["status"] == want
+        assert tsm.row("solo")["status"] == "online"  # not in the stack: left alone
+    finally:
+        panel.close()
