@@ -250,3 +250,12 @@ def test_up_by_name_from_what_the_daemon_recorded(tsm, shop):
     check_order(after)
     assert "= migrate        unchanged" in r.stdout  # the finished job is not run again
     assert sum(row["status"] == "online" for row in tsm.call("ls")) == 5
+
+
+def test_down_of_one_app_takes_its_dependants_along(tsm, shop):
+    tsm.run("up", str(shop.file), check=True, timeout=90)
+    r = tsm.run("down", str(shop.file), "api", check=True, timeout=60)
+    assert [line.split()[1] for line in r.stdout.splitlines() if line.startswith("x")] in (
+        ["web", "worker", "api"], ["worker", "web", "api"])
+    status = {row["app"]: row["status"] for row in tsm.call("ls", all=True)}
+    assert status["redis"] == "online" and status["api"] == status["worker"] == status["web"] == "stopped"
