@@ -307,6 +307,10 @@ class TsmMagics(Magics):
             %%tsm start --name worker [--lang bash] [start options]
             <the program to run>
 
+            %tsm up [FILE] [APP...]      # a stack (tsm.toml, Procfile, ecosystem.json); a live view
+            %tsm down [FILE|stack:NAME]  # stops it, dependants first
+            %%tsm up [--env NAME]        # the cell is the tsm.toml
+
         Mistakes are reported as one-line UsageErrors.
         """
         try:
