@@ -17,7 +17,7 @@ by the names that need them). Errors, all under :class:`TsmError`::
     TsmError
      ├── UsageError          ├── PortInUse        └── DaemonError
      ├── ProcessNotFound     ├── StartFailed           ├── DaemonNotRunning
-     └── ProcessExists                                 ├── VersionMismatch
+     └── ProcessExists       ├── StackFailed           ├── VersionMismatch
                                                        └── ProtocolError
 """
 
@@ -35,6 +35,7 @@ from .core.errors import (
     ProcessExists,
     ProcessNotFound,
     ProtocolError,
+    StackFailed,
     StartFailed,
     TsmError,
     UsageError,
@@ -64,6 +65,9 @@ _LAZY = {
     "uptime_report": "notebook.frames",
     "logs": "notebook.logs_api",
     "Panel": "notebook.panel",
+    "up": "notebook.stacks",
+    "down": "notebook.stacks",
+    "Stack": "notebook.stacks",
 }
 
 __all__ = [
@@ -84,6 +88,10 @@ __all__ = [
     "flush",
     "kill",
     "update",
+    # stacks
+    "up",
+    "down",
+    "Stack",
     # history as DataFrames
     "events",
     "metrics",
@@ -100,6 +108,7 @@ __all__ = [
     "ProcessExists",
     "PortInUse",
     "StartFailed",
+    "StackFailed",
     "DaemonError",
     "DaemonNotRunning",
     "VersionMismatch",

@@ -24,6 +24,9 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_start(c: Client, ns) -> int:
+    if not ns.argv_mode and commands.is_stack_file(ns.command[0]):  # `tsm start tsm.toml`, as PM2's ecosystem
+        ns.items, ns.environment, ns.json = [ns.command[0]], None, False
+        return cmd_up(c, ns)
     spec = commands.spec_from_args(ns)
     row = commands.start(c, spec)
     print(render.started(row))
@@ -44,6 +47,10 @@ def cmd_ls(c: Client, ns) -> int:
     rows = c.call("ls", all=ns.all)
     if ns.json:
         _print_json(rows)
+    elif ns.group:
+        from .stackview import ls_grouped
+
+        print(ls_grouped(rows))
     else:
         print(render.ls(rows))
     return 0
@@ -200,6 +207,40 @@ def cmd_monit(c: Client, ns) -> int:
     return monit.run(c)
 
 
+def cmd_up(c: Client, ns) -> int:
+    from ..client import stack
+    from .stackview import Progress
+
+    path, name, apps = commands.stack_items(ns.items)
+    st = commands.load_stack(path, env_name=ns.environment) if path else stack.from_records(c, name)
+    c.call("ping")  # the daemon is up before the threads connect
+    print(f"stack {st.name}: {st.path}")
+    try:
+        run = stack.up(st, apps=apps, home=c.home, on_change=None if ns.json else Progress())
+    except TsmError as exc:
+        print(f"tsm: {exc.message}", file=sys.stderr)
+        return 1
+    if ns.json:
+        _print_json({"stack": run.name, "apps": [a.to_dict() for a in run.apps.values()]})
+    return 0
+
+
+def cmd_down(c: Client, ns) -> int:
+    from ..client import stack
+    from .stackview import Progress
+
+    path, name, apps = commands.stack_items(ns.items)
+    if name is None:
+        name = commands.load_stack(path, env_name=ns.environment).name
+    stack.down(name, apps=apps, home=c.home, on_change=Progress())
+    return 0
+
+
+def cmd_convert(c: Client, ns) -> int:
+    print(commands.convert(ns.file), end="")
+    return 0
+
+
 HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "start": cmd_start,
     "stop": _each("stop", "Stopped"),
@@ -218,6 +259,9 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "events": cmd_events,
     "report": cmd_report,
     "monit": cmd_monit,
+    "up": cmd_up,
+    "down": cmd_down,
+    "convert": cmd_convert,
 }
 
 
@@ -229,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
         handler = HANDLERS.get(ns.cmd)
         if handler is None:
             raise UsageError(f"tsm {ns.cmd}: not available in this version")
-        with Client(ns.home, autostart=ns.cmd != "kill") as c:
+        with Client(ns.home, autostart=ns.cmd not in ("kill", "convert")) as c:
             return handler(c, ns)
     except commands.Help as h:
         print(h.text, end="")

@@ -19,7 +19,7 @@ from ..core.errors import UsageError
 
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
-    "save", "resurrect", "patrol", "events", "report", "monit",
+    "save", "resurrect", "patrol", "events", "report", "monit", "up", "down", "convert",
 )
 #: subcommands whose first argument is a process target (for completion)
 TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events")
@@ -120,6 +120,7 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     ls = add("ls", "list processes", aliases=["list"])
     ls.add_argument("-a", "--all", action="store_true", help="include stopped processes")
     ls.add_argument("--json", action="store_true", help="print JSON")
+    ls.add_argument("-g", "--group", action="store_true", help="group by stack")
 
     d = add("describe", "everything about processes")
     d.add_argument("target", metavar="T")
@@ -158,6 +159,16 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     rp.add_argument("--json", action="store_true", help="print JSON")
 
     add("monit", "a live view of processes, CPU and memory")
+
+    u = add("up", "bring a stack up in dependency order (FILE: tsm.toml, Procfile, ecosystem.json)")
+    u.add_argument("items", nargs="*", metavar="[FILE] [APP]", help="the stack file (default ./tsm.toml), then apps")
+    u.add_argument("--env", dest="environment", metavar="NAME", help="apply the file's [env.NAME] section")
+    u.add_argument("--json", action="store_true", help="print JSON")
+    dn = add("down", "stop a stack in reverse dependency order")
+    dn.add_argument("items", nargs="*", metavar="[FILE|stack:NAME] [APP]", help="the stack (default ./tsm.toml), then apps")
+    dn.add_argument("--env", dest="environment", metavar="NAME", help="apply the file's [env.NAME] section")
+    cv = add("convert", "print a Procfile or PM2 ecosystem.json as a tsm.toml")
+    cv.add_argument("file", metavar="FILE")
     return p
 
 
@@ -243,6 +254,60 @@ def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[
     )
 
 
+def is_stack_file(arg: str) -> bool:
+    """Whether ``tsm start ARG`` names a stack file (a .toml, a Procfile, a .json) that exists."""
+    name = os.path.basename(arg).lower()
+    return (name.endswith((".toml", ".json")) or name.startswith("procfile")) and os.path.isfile(arg)
+
+
+def stack_items(items: list[str]) -> tuple[str | None, str | None, list[str]]:
+    """``[FILE|stack:NAME] [APP...]`` -> (file, stack name, apps); the file defaults to the first
+    stack file of the current directory when neither is given."""
+    from ..core.stackfile import find_file
+
+    if items and items[0].startswith("stack:"):
+        return None, items[0][len("stack:"):], items[1:]
+    if items and (is_stack_file(items[0]) or os.sep in items[0] or items[0].endswith((".toml", ".json"))):
+        return items[0], None, items[1:]
+    return str(find_file()), None, list(items)
+
+
+def load_stack(path: str, *, env_name: str | None = None, text: str | None = None,
+               environ: dict[str, str] | None = None, cwd: str | None = None):
+    """The validated :class:`~tsm_notebook.core.stackfile.Stack` of ``path`` (or of ``text``)."""
+    from ..core import stackfile
+    from .stackspec import spec_from_options
+
+    environ = dict(os.environ if environ is None else environ)
+    path = os.path.join(cwd or os.getcwd(), path)
+
+    def build(options, *, base_cwd, name):
+        return spec_from_options(options, base_cwd=base_cwd, name=name, env=environ)
+
+    if text is not None:
+        return stackfile.parse_text(text, path, build, env_name=env_name, environ=environ)
+    return stackfile.load(path, build, env_name=env_name, environ=environ)
+
+
+def convert(path: str) -> str:
+    """A Procfile or PM2 ecosystem (or a tsm.toml) written as a ``tsm.toml``."""
+    from ..core import stackfile, stackformats
+
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror or exc}") from None
+    kind = stackfile.kind_of(path)
+    if kind == "procfile":
+        raw, _ = stackformats.read_procfile(text, path, os.environ, os.path.dirname(os.path.abspath(path)))
+    elif kind == "ecosystem":
+        raw, _ = stackformats.read_ecosystem(text, path)
+    else:
+        raw = stackformats.read_toml(text, path)
+    name = raw.pop("name", None) if isinstance(raw.get("name"), str) else None
+    return stackformats.to_toml(raw, name, source=os.path.basename(path))
+
+
 def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment a started process inherits: the caller's (like running it in that terminal
     or kernel), less what only makes sense inside the caller: a kernel's inline plotting backend
@@ -267,4 +332,5 @@ def update(client: Client) -> dict[str, Any]:
     return {"old_pid": old, "new_pid": info["pid"], "version": info["version"], "processes": info["running"]}
 
 
-__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update", "child_environment"]
+__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update",
+           "child_environment", "convert", "is_stack_file", "load_stack", "stack_items"]

@@ -8,6 +8,7 @@
      ├── ProcessExists         a name is taken (fields: name)
      ├── PortInUse             a port is held (fields: port, pid, command)
      ├── StartFailed           a child died during its launch window (fields: name, exit_code, signal, stderr)
+ ├── StackFailed           a stack's app did not come up (fields: stack, app, reason, lines)
      └── DaemonError           the daemon could not be reached or failed
           ├── DaemonNotRunning    no daemon answers for this home
           ├── VersionMismatch     the daemon runs another version (fields: daemon, client)
@@ -63,6 +64,11 @@ class StartFailed(TsmError):
     """The child exited during its launch window; ``exit_code``/``signal`` and ``stderr`` tell why."""
 
 
+class StackFailed(TsmError):
+    """A stack's bring-up stopped: ``app`` did not become ready (``reason``; ``lines``: its last
+    log lines). What was already up keeps running."""
+
+
 class DaemonError(TsmError):
     """The daemon could not be reached, or failed on a request."""
 
@@ -88,6 +94,7 @@ _CLASSES = {
         ProcessExists,
         PortInUse,
         StartFailed,
+        StackFailed,
         DaemonError,
         DaemonNotRunning,
         VersionMismatch,

@@ -43,7 +43,7 @@ __all__ = [
 EVENT_NAMES = (
     "daemon-start", "recover", "orphan-stopped", "start", "online", "exit", "crash", "restart",
     "memory-limit", "kill", "stop", "errored", "delete", "log-error", "log-resumed", "db-recovered",
-    "daemon-stop",
+    "daemon-stop", "ready",
 )  # fmt: skip
 #: Events after which a process is up.
 UP_EVENTS = frozenset({"online"})

@@ -39,7 +39,7 @@ from .errors import UsageError
 from .paths import check_name
 from .units import parse_bool, parse_count, parse_duration, parse_size
 
-__all__ = ["LaunchSpec", "build_spec", "signal_name"]
+__all__ = ["DURATION_OPTIONS", "LaunchSpec", "build_spec", "signal_name"]
 
 
 
@@ -73,7 +73,16 @@ _DEFAULTS: dict[str, object] = {
     "log_max_size": None,  # bytes; None = the home's default
     "log_retain": None,  # rotated files kept; None = the home's default
     "log_compress": None,  # None = the home's default
+    # stack membership (tsm up): kept by the daemon so listings, targets, save and recovery know it
+    "stack": None,  # the stack's name, or None for a process started on its own
+    "app": None,  # its app in the stack file (instances share it)
+    "depends_on": None,  # apps of the same stack that must be ready first (list of names)
+    "ready": None,  # "online", "port", "exit", an http(s) URL, or {"log": regex}
+    "ready_timeout": None,  # seconds the bring-up waits for ready
 }
+
+#: the options that are durations: a stack file refuses a bare number in a string for these
+DURATION_OPTIONS = ("min_uptime", "restart_delay", "exp_backoff", "kill_timeout")
 
 
 class LaunchSpec:
@@ -113,6 +122,11 @@ class LaunchSpec:
     log_max_size: int | None
     log_retain: int | None
     log_compress: bool | None
+    stack: str | None
+    app: str | None
+    depends_on: list[str] | None
+    ready: str | dict[str, str] | None
+    ready_timeout: float | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(self.FIELDS):
@@ -165,7 +179,24 @@ class LaunchSpec:
             values["env"] = {str(k): str(v) for k, v in dict(values["env"]).items()}
         except (TypeError, ValueError):
             raise UsageError("invalid launch spec: argv must be a list and env a mapping") from None
+        _check_stack_fields(values)
         return cls(**values)
+
+
+def _check_stack_fields(values: Mapping[str, Any]) -> None:
+    """The stack fields of a spec read back from disk are input: check their types."""
+    for key in ("stack", "app"):
+        if values.get(key) is not None and not isinstance(values[key], str):
+            raise UsageError(f"invalid launch spec: {key} must be a string")
+    deps = values.get("depends_on")
+    if deps is not None and not (isinstance(deps, list) and all(isinstance(d, str) for d in deps)):
+        raise UsageError("invalid launch spec: depends_on must be a list of names")
+    ready = values.get("ready")
+    if ready is not None and not isinstance(ready, (str, dict)):
+        raise UsageError("invalid launch spec: ready must be a string or a table")
+    timeout = values.get("ready_timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))):
+        raise UsageError("invalid launch spec: ready_timeout must be seconds")
 
 
 def signal_name(value: str | int) -> str:

@@ -19,6 +19,7 @@ import psutil
 from ..core.errors import ProtocolError, TsmError, UsageError
 from ..core.paths import write_json_atomic
 from ..core.spec import LaunchSpec
+from .stackorder import in_dependency_order
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -92,9 +93,18 @@ async def cmd_stop(d: Daemon, args: dict) -> list:
 
 @command("restart")
 async def cmd_restart(d: Daemon, args: dict) -> list:
-    """args: {target} -> rows after restarting (stop if alive, start, wait for online)."""
+    """args: {target} -> rows after restarting (stop if alive, start, wait for online); a stack's
+    apps start again after those they depend on are ready."""
     ms = d.sup.resolve(args.get("target"))
-    results = await asyncio.gather(*(d.sup.restart(m) for m in ms), return_exceptions=True)
+
+    def restarting(m: Any) -> Callable[[], Awaitable[Any]]:
+        async def go() -> Any:
+            await d.sup.restart(m)
+            return m
+
+        return go
+
+    results = await in_dependency_order([(m.spec, restarting(m)) for m in ms])
     for r in results:
         if isinstance(r, BaseException):
             raise r
@@ -164,30 +174,50 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
         raise UsageError(f"cannot read {d.home.dump_file}: {exc}") from None
     started, skipped, failed = [], [], {}
 
-    async def one(item: Any) -> None:
+    async def one(item: Any) -> Any:
         name = item.get("name") if isinstance(item, dict) else None
         m = d.sup.procs.get(name)
         try:
             if m is not None and m.status in states.RUNNING:
                 skipped.append(name)
-                return
+                return m
             spec = LaunchSpec.from_dict(item["spec"])
             spec.name = name
             spec.port = item.get("port")
             spec.port_search = False
             m = await d.sup.create(spec, item.get("env") or {})
             started.append(m.name)
+            return m
         except TsmError as exc:
             failed[str(name)] = exc.message
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             failed[str(name)] = f"malformed entry: {exc}"
 
-    # launch windows overlap: resurrecting 500 processes costs one window, not 500
-    await asyncio.gather(*(one(item) for item in items))
+    # launch windows overlap: resurrecting 500 processes costs one window, not 500; a stack's
+    # apps still come after the apps they depend on
+    entries = []
+    for item in items:
+        try:
+            entry_spec = LaunchSpec.from_dict(item["spec"])
+        except (KeyError, TypeError, ValueError, AttributeError, UsageError):
+            entry_spec = LaunchSpec(**{f: None for f in LaunchSpec.FIELDS})  # one() reports it
+        entries.append((entry_spec, (lambda item=item: one(item))))
+    await in_dependency_order(entries)
     order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
     started.sort(key=lambda n: order.get(n, 0))
     skipped.sort(key=lambda n: order.get(n, 0))
     return {"started": started, "skipped": skipped, "failed": failed}
+
+
+@command("ready")
+async def cmd_ready(d: Daemon, args: dict) -> list:
+    """args: {target, reason} -> names. Records a ``ready`` event: a stack's bring-up found the
+    process ready for its dependants (its port accepts, its health check passed, ...)."""
+    reason = _arg(args, "reason", str)
+    ms = d.sup.resolve(args.get("target"))
+    for m in ms:
+        d.event(m, "ready", pid=m.pid, reason=reason)
+    return [m.name for m in ms]
 
 
 @command("patrol")

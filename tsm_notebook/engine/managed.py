@@ -120,4 +120,6 @@ class Managed:
             "stop_signal": s.stop_signal,
             "time": s.time,
             "problems": dict(self.problems) or None,
+            "stack": s.stack,
+            "app": s.app,
         }

@@ -21,6 +21,7 @@ from ..core.errors import TsmError
 from ..core.spec import LaunchSpec
 from .managed import Managed
 from .proctree import group_alive
+from .stackorder import in_dependency_order
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -63,9 +64,26 @@ def recover(self: Daemon) -> None:
         if old_status in states.RUNNING or old_status == states.STOPPING:
             m.status = states.WAITING  # listed as due to restart until _resume brings it up
             pending.append((m, meta.get("pid"), meta.get("pid_create_time")))
-    loop = asyncio.get_running_loop()
-    for m, pid, ctime in pending:
-        loop.create_task(_resume(self, m, pid, ctime))
+    _resume_all(self, pending)
+
+
+_BACKGROUND: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
+
+
+def _resume_all(self: Daemon, pending: list) -> None:
+    """Bring back what was running, concurrently, but a stack's apps after those they depend on."""
+
+    def bring_up(m: Managed, pid: int | None, ctime: float | None):
+        async def go() -> Managed:
+            await _resume(self, m, pid, ctime)
+            return m
+
+        return go
+
+    entries = [(m.spec, bring_up(m, pid, ctime)) for m, pid, ctime in pending]
+    task = asyncio.get_running_loop().create_task(in_dependency_order(entries))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 async def _resume(self: Daemon, m: Managed, pid: int | None, ctime: float | None) -> None:
     """Stop a survivor of a previous daemon (it is no longer ours to reap), then start anew."""

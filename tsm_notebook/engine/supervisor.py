@@ -26,6 +26,7 @@ from .proctree import decode, group_alive, kill, killpg, signum
 from .managed import Managed, Run
 from ..core.paths import Home, write_json_atomic
 from .ports import first_free, holder, is_free, listening, tree_pids
+from .stackorder import stack_members
 from ..core.spec import LaunchSpec, final_name
 
 log = logging.getLogger("tsm.daemon")
@@ -76,7 +77,7 @@ class Supervisor(Launcher):
         return n
 
     def resolve(self, target: Any) -> list[Managed]:
-        """The processes a target names: ``all``, a tsm_id, or a name. Raises ProcessNotFound."""
+        """The processes a target names: ``all``, a tsm_id, a name or ``stack:NAME``. Raises ProcessNotFound."""
         if target is None or target == "":
             raise UsageError("a target is needed: a name, a tsm_id or 'all'")
         t = str(target)
@@ -84,6 +85,8 @@ class Supervisor(Launcher):
             return sorted(self.procs.values(), key=lambda m: m.tsm_id)
         if t in self.procs:
             return [self.procs[t]]
+        if t.startswith("stack:"):
+            return stack_members(self.procs.values(), t[len("stack:"):])
         if t.isdigit():
             for m in self.procs.values():
                 if m.tsm_id == int(t):

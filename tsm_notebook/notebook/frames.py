@@ -163,6 +163,8 @@ PROCESS_COLUMNS: dict[str, Callable[[list], Any]] = {
     "problems": _object,
     "out_log": _str,
     "err_log": _str,
+    "stack": _str,  # the stack it belongs to (tsm up), else <NA>
+    "app": _str,  # its app in the stack file
 }
 
 
@@ -173,7 +175,7 @@ def processes(home: str | os.PathLike[str] | Home | None = None, *, client: Clie
     :data:`tsm_notebook.states.ALL`, ``pid``/``port``/``memory`` (bytes)/``exit_code``/
     ``exit_signal``/``max_memory`` Int64, ``cpu`` float64 (percent of one core), ``restarts``
     int64, ``uptime`` and the policy durations timedelta64[ns], ``start_time``/``created``
-    datetime64[ns, UTC], then the other fields of ``meta.json``. ``cpu``, ``memory`` and
+    datetime64[ns, UTC], ``stack`` and ``app`` (<NA> outside a stack), then the other fields of ``meta.json``. ``cpu``, ``memory`` and
     ``uptime`` are known only for online processes.
 
     Uses ``client`` if given (and leaves it open), else connects to the daemon of ``home``,

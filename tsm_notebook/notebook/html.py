@@ -145,11 +145,30 @@ def status_table(rows: Sequence[dict[str, Any]], selected: str | None = None, *,
     live panel sends :data:`STYLE` once instead).
     """
     head = "".join(f'<th class="{cls}">{h}</th>' for h, cls in TABLE_HEADERS)
-    if rows:
+    if any(r.get("stack") for r in rows):
+        body = _grouped_body(rows, selected)
+    elif rows:
         body = "".join(_row(r, selected) for r in rows)
     else:
         body = f'<tr><td colspan="{len(TABLE_HEADERS)}" class="tsm-muted">no processes yet</td></tr>'
     return f'{STYLE if style else ""}<table class="tsm-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _grouped_body(rows: Sequence[dict[str, Any]], selected: str | None) -> str:
+    """Each stack's rows together under a header row (stacks in order of their first id), then
+    the processes of no stack."""
+    groups: dict[str | None, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r.get("stack"), []).append(r)
+    out = []
+    for stack, members in sorted(groups.items(), key=lambda kv: kv[0] is None):
+        up = sum(r.get("status") == "online" for r in members)
+        title = (f"<b>stack {html.escape(stack)}</b> <span class='tsm-muted'>{up}/{len(members)} online</span>"
+                 if stack else "<span class='tsm-muted'>not in a stack</span>")
+        out.append(f'<tr class="tsm-stack-group" data-stack="{html.escape(stack or "")}">'
+                   f'<td colspan="{len(TABLE_HEADERS)}">{title}</td></tr>')
+        out.extend(_row(r, selected) for r in members)
+    return "".join(out)
 
 
 def summary(rows: Iterable[dict[str, Any]]) -> str:

@@ -73,6 +73,8 @@ def _ls(ns: argparse.Namespace) -> Any:
     df = processes(ns.home, client=_client(ns))
     if not ns.all and len(df):
         df = df[df["status"] != "stopped"]  # as `tsm ls`: stopped ones only with -a
+    if ns.group and len(df):  # -g: each stack's processes together, the others last
+        df = df.sort_values(["stack", "tsm_id"], na_position="last", kind="stable")
     return df
 
 
@@ -155,7 +157,16 @@ ROUTES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "report": _report,
     "monit": _panel,
     "panel": _panel,
+    "up": lambda ns: _stacks().from_ns(ns),
+    "down": lambda ns: _stacks().from_ns(ns),
+    "convert": lambda ns: commands.convert(ns.file),
 }
+
+
+def _stacks() -> Any:
+    from . import stacks
+
+    return stacks
 
 
 def _notebook_only(argv: list[str]) -> argparse.Namespace | None:
@@ -233,15 +244,19 @@ def _prune_scripts(home: Home, keep: Path) -> None:
         pass  # tidying is best effort: the start itself succeeded
 
 
-def run_cell(line: str, cell: str) -> api.Process:
+def run_cell(line: str, cell: str) -> Any:
     """Start the body of a ``%%tsm start ...`` cell as a managed process; returns its snapshot.
+    (``%%tsm up`` instead brings up the stack the cell describes: see :mod:`.stacks`.)
 
     The body is written by :func:`script_path` and run by this kernel's Python (``--lang
     python``, the default: the same environment and packages) or by ``bash`` (``--lang bash``);
     ``--interpreter`` overrides either. Every option of ``tsm start`` applies; ``--name`` is
     required. Raises TsmError or commands.Help.
     """
-    ns = commands.parse(_split(line, "%%tsm"), prog="%%tsm", cell=True)
+    argv = _split(line, "%%tsm")
+    if argv[:1] == ["up"]:  # %%tsm up: the cell is a tsm.toml
+        return _stacks().up_cell(argv[1:], cell)
+    ns = commands.parse(argv, prog="%%tsm", cell=True)
     if not cell.strip():
         raise UsageError("%%tsm start: the cell is empty; its body is the program to run")
     if not ns.name:
@@ -291,6 +306,10 @@ class TsmMagics(Magics):
 
             %%tsm start --name worker [--lang bash] [start options]
             <the program to run>
+
+            %tsm up [FILE] [APP...]      # a stack (tsm.toml, Procfile, ecosystem.json); a live view
+            %tsm down [FILE|stack:NAME]  # stops it, dependants first
+            %%tsm up [--env NAME]        # the cell is the tsm.toml
 
         Mistakes are reported as one-line UsageErrors.
         """

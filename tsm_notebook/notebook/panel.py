@@ -162,6 +162,15 @@ class Panel(Live, widgets.VBox):
         actions = widgets.HBox(
             [self.selector, self.restart_button, self.stop_button, self.start_button, self.delete_button, self.confirm_box],
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
+        # a stack's actions, shown once a stack is listed
+        self.stack_selector = widgets.Dropdown(options=[], description="stack", style={"description_width": "52px"},
+                                               layout=widgets.Layout(width="240px"))
+        self.stack_up_button = _button("up", "play", "start its stopped apps, dependencies first", "tsm-stack-up")
+        self.stack_down_button = _button("down", "stop", "stop it, dependants first", "tsm-stack-down")
+        self.stack_restart_button = _button("restart", "refresh", "restart it, dependencies first", "tsm-stack-restart")
+        self.stack_actions = widgets.HBox(
+            [self.stack_selector, self.stack_up_button, self.stack_down_button, self.stack_restart_button],
+            layout=widgets.Layout(display="none", align_items="center"))
         form = widgets.HBox([widgets.HTML("<b>new</b>", layout=widgets.Layout(width="44px")), self.form_command,
                              self.form_name, self.form_port, self.form_button],
                             layout=widgets.Layout(align_items="center", width="100%"))
@@ -171,7 +180,7 @@ class Panel(Live, widgets.VBox):
                             layout=widgets.Layout(width="100%", align_items="flex-start"))
         super().__init__(
             [self.style_html, self.header, self.table,
-             actions, self.message, self.detail, body, form],
+             actions, self.stack_actions, self.message, self.detail, body, form],
             layout=widgets.Layout(width="100%", max_width="1100px", padding="4px 6px",
                                   border="1px solid var(--jp-border-color2, #d0d7de)"))
         self.add_class("tsm-panel")
@@ -184,6 +193,9 @@ class Panel(Live, widgets.VBox):
         self.confirm_button.on_click(self._on_confirm)
         self.cancel_button.on_click(lambda _: self._hide_confirm())
         self.form_button.on_click(self._on_form_start)
+        for verb, button in (("up", self.stack_up_button), ("down", self.stack_down_button),
+                             ("restart", self.stack_restart_button)):
+            button.on_click(lambda _, verb=verb: self._stack_act(verb))
 
         self._auto = bool(refresh and autostart)  # the header says "live" from the first refresh on
         self.refresh()
@@ -271,6 +283,12 @@ class Panel(Live, widgets.VBox):
         self.header.value = (f'<div style="display:flex;justify-content:space-between;gap:12px">'
                              f'<span>{head}</span><span class="tsm-muted">{state}</span></div>')
         self.table.value = tsm_html.status_table(rows, want, style=False)
+        stacks = tuple(sorted({r["stack"] for r in rows if r.get("stack")}))
+        if tuple(self.stack_selector.options) != stacks:
+            keep = self.stack_selector.value
+            self.stack_selector.options = stacks
+            self.stack_selector.value = keep if keep in stacks else (stacks[0] if stacks else None)
+        self.stack_actions.layout.display = "" if stacks else "none"
         self.detail.value = self._detail_html(row)
         self._update_buttons(row)
         if row is None:
@@ -306,6 +324,8 @@ class Panel(Live, widgets.VBox):
         self.delete_button.disabled = busy or row is None
         self.confirm_button.disabled = busy
         self.form_button.disabled = busy
+        for button in (self.stack_up_button, self.stack_down_button, self.stack_restart_button):
+            button.disabled = busy
 
     # ------------------------------------------------------------------ actions
 
@@ -387,6 +407,26 @@ class Panel(Live, widgets.VBox):
             return f"started {row['name']} (pid {row.get('pid') or '-'})"
 
         self._submit(f"starting {command} …", work)
+
+    def _stack_act(self, verb: str) -> None:
+        """up (stopped apps again, dependencies first, gated on readiness), down or restart a stack."""
+        name = self.stack_selector.value
+        if not name:
+            self._say("no stack is listed", "error")
+            return
+
+        def work() -> str:
+            from ..client import stack
+
+            if verb == "up":
+                stack.up(stack.from_records(self._action_client, name), home=self.home)
+            elif verb == "down":
+                stack.down(name, home=self.home)
+            else:
+                self._action_client.call("restart", target=f"stack:{name}")
+            return f"stack {name}: {verb} done"
+
+        self._submit(f"stack {name}: {verb} …", work)
 
     def _submit(self, pending: str, work: Callable[[], str]) -> None:
         """Run ``work`` on a worker thread; its result or error goes to the message line."""

@@ -1,0 +1,456 @@
+"""Bringing a stack up and down: dependency order, readiness, and only what changed.
+
+:func:`up` starts each app once every app it depends on is ready; apps that do not wait on each
+other start at the same time (one thread each: the client is synchronous and must work inside a
+kernel). Readiness is the app's ``ready``: ``online`` (past the launch window), ``port`` (its port
+accepts), an ``http(s)://`` URL answering 2xx or 3xx (``$PORT`` is the app's port), ``{log =
+"regex"}`` (a new line of its output matches) or ``exit`` (a one-shot job exited with 0). Each
+ready app gets a ``ready`` event in the history, so the order can be checked afterwards.
+
+Re-running :func:`up` compares each instance's spec with the one the daemon keeps: unchanged ones
+are left alone (started again if stopped), changed ones are stopped and started with the new spec,
+and processes of the stack the file no longer has are stopped and deleted. :func:`down` stops in
+reverse dependency order. Progress is a :class:`StackRun` whose :class:`AppProgress` entries a
+front end shows; ``on_change(run, app)`` is called (from the worker threads) at every change.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+from ..core import states
+from ..core.errors import ProcessNotFound, StackFailed, StartFailed, TsmError
+from ..core.paths import Home
+from ..core.spec import LaunchSpec
+from ..core.stackfile import Stack
+from .client import Client
+from . import commands
+
+__all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "members", "up"]
+
+POLL = 0.01  # seconds between readiness checks (a check is one local request)
+#: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
+STATES = ("pending", "waiting", "starting", "checking", "ready", "unchanged", "failed", "skipped",
+          "stopping", "stopped", "removed")  # fmt: skip
+
+
+class AppProgress:
+    """One app's progress: ``state`` (see :data:`STATES`), ``detail`` (why, for a person),
+    ``processes`` (its instances' names), ``elapsed`` (seconds from start to ready)."""
+
+    __slots__ = ("name", "state", "detail", "processes", "ready", "started", "elapsed", "depends_on")
+
+    def __init__(self, name: str, ready: Any = None, depends_on: list[str] | None = None) -> None:
+        self.name = name
+        self.state = "pending"
+        self.detail = ""
+        self.processes: list[str] = []
+        self.ready = ready
+        self.started: float | None = None
+        self.elapsed: float | None = None
+        self.depends_on = list(depends_on or ())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The raw values (for JSON and the notebook)."""
+        return {k: getattr(self, k) for k in self.__slots__ if k != "started"}
+
+
+class StackRun:
+    """The progress of one :func:`up` or :func:`down`: ``apps`` by name in order, ``done`` (an
+    event), ``error`` (the :class:`StackFailed` that ended it, or None)."""
+
+    def __init__(self, name: str, apps: list[AppProgress], on_change: Callable[..., None] | None = None) -> None:
+        self.name = name
+        self.apps = {a.name: a for a in apps}
+        self.done = threading.Event()
+        self.error: TsmError | None = None
+        self.on_change = on_change
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def set(self, app: AppProgress, state: str, detail: str | None = None) -> None:
+        with self.lock:
+            app.state = state
+            if detail is not None:
+                app.detail = detail
+        if self.on_change is not None:
+            try:
+                self.on_change(self, app)
+            except Exception:  # a display that fails must not stop the bring-up
+                pass
+
+    def wait(self, timeout: float | None = None) -> "StackRun":
+        """Wait until it ends; raise its error if it failed."""
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"stack {self.name}: still running after {timeout}s")
+        if self.error is not None:
+            raise self.error
+        return self
+
+
+def _run(run: StackRun, body: Callable[[], None], background: bool) -> StackRun:
+    def go() -> None:
+        try:
+            body()
+        except TsmError as exc:
+            run.error = exc
+        except Exception as exc:  # reported like any failure, never lost in a thread
+            run.error = TsmError(f"stack {run.name}: {type(exc).__name__}: {exc}")
+        finally:
+            run.done.set()
+            if run.on_change is not None:
+                try:
+                    run.on_change(run, None)
+                except Exception:
+                    pass
+
+    if background:
+        run.thread = threading.Thread(target=go, name=f"tsm-stack-{run.name}", daemon=True)
+        run.thread.start()
+        return run
+    go()
+    return run.wait()
+
+
+def members(client: Client, stack: str) -> list[dict[str, Any]]:
+    """The described rows of every process of ``stack`` (empty when it has none)."""
+    try:
+        return client.call("describe", target=f"stack:{stack}")
+    except ProcessNotFound:
+        return []
+
+
+def _instance(row: dict[str, Any]) -> int:
+    try:
+        return int((row.get("spec") or {}).get("env", {}).get("TSM_INSTANCE", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _same(old: dict[str, Any], new: LaunchSpec) -> bool:
+    """Whether a kept spec is the one the file asks for now (a searched port may differ)."""
+    want = new.to_dict()
+    skip = {"port"} if want.get("port_search") else set()
+    return all(old.get(k) == v for k, v in want.items() if k not in skip)
+
+
+# ---------------------------------------------------------------------- up
+
+
+def up(stack: Stack, *, apps: list[str] | tuple[str, ...] | None = None, home: str | Home | None = None,
+       on_change: Callable[..., None] | None = None, background: bool = False,
+       env: dict[str, str] | None = None) -> StackRun:
+    """Bring ``stack`` (or ``apps`` and what they need) up; see the module's docstring.
+
+    Returns the finished :class:`StackRun`, or at once a running one with ``background`` (its
+    ``wait()`` raises what went wrong). Raises :class:`StackFailed` naming the app that did not
+    come up, why, and its last log lines; apps already up keep running.
+    """
+    selected = stack.closure(list(apps or ()))
+    run = StackRun(stack.name, [AppProgress(n, stack.apps[n].ready, stack.apps[n].depends_on) for n in selected], on_change)
+    return _run(run, lambda: _up(run, stack, selected, home, env, full=not apps), background)
+
+
+def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[str, str] | None, full: bool) -> None:
+    with Client(home) as c:
+        current = members(c, stack.name)
+        if full:
+            _remove_orphans(c, stack, current)
+    kept = {(r["spec"].get("app"), _instance(r)): r for r in current if isinstance(r.get("spec"), dict)}
+    ready = {n: threading.Event() for n in selected}
+    failures: dict[str, StackFailed] = {}
+    threads = [threading.Thread(target=_bring_app, args=(run, stack, n, kept, ready, failures, home, env), daemon=True)
+               for n in selected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if failures:
+        first = next(n for n in selected if n in failures)
+        raise failures[first]
+
+
+def _remove_orphans(c: Client, stack: Stack, current: list[dict[str, Any]]) -> None:
+    """Stop and delete the processes of the stack the file no longer has."""
+    for r in reversed(current):
+        app = stack.apps.get(r["spec"].get("app"))
+        if app is None or _instance(r) >= app.instances:
+            c.call("delete", target=r["name"])
+
+
+def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[str, threading.Event],
+               failures: dict[str, StackFailed], home: Any, env: dict[str, str] | None) -> None:
+    app, progress = stack.apps[name], run.apps[name]
+    try:
+        run.set(progress, "waiting", "for " + ", ".join(app.depends_on) if app.depends_on else "")
+        for dep in app.depends_on:
+            ready[dep].wait()
+            if dep in failures or run.apps[dep].state == "skipped":
+                run.set(progress, "skipped", f"{dep} did not come up")
+                return
+        with Client(home) as c:
+            _start_app(run, c, stack, app, progress, kept, env)
+    except StackFailed as exc:
+        failures[name] = exc
+        run.set(progress, "failed", exc.fields.get("reason") or exc.message)
+    except TsmError as exc:
+        failures[name] = StackFailed(f"{name} failed: {exc.message}", stack=stack.name, app=name,
+                                     reason=exc.message, lines=list(exc.fields.get("stderr") or ()))
+        run.set(progress, "failed", exc.message.splitlines()[0])
+    finally:
+        ready[name].set()
+
+
+def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppProgress, kept: dict,
+               env: dict[str, str] | None) -> None:
+    progress.started = time.monotonic()
+    run.set(progress, "starting", "")
+    names, changed, offsets = [], False, {}
+    previous_port: int | None = None
+    for i, spec in enumerate(app.specs):
+        spec = copy.deepcopy(spec)
+        if spec.port_search and previous_port is not None and spec.port is not None:
+            spec.port = max(spec.port, previous_port + 1)  # instances of P+ take ports upwards
+        old = kept.get((app.name, i))
+        if old is not None and _same(old["spec"], spec):
+            if old["status"] in states.RUNNING or (app.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
+                row = old  # left alone: its log since it started counts for a log check
+            else:
+                offsets[old["name"]] = _log_sizes(old)
+                row = c.call("start_existing", target=old["name"])[0]
+                changed = True
+        else:
+            if old is not None:
+                offsets[old["name"]] = _log_sizes(old)
+                if old["status"] in states.ALIVE | states.RUNNING:
+                    c.call("stop", target=old["name"])
+            row = _start(c, spec, app, env)
+            if old is not None and row["name"] != old["name"]:
+                c.call("delete", target=old["name"])
+            changed = True
+        names.append(row["name"])
+        previous_port = row.get("port")
+        with run.lock:
+            progress.processes = list(names)
+    run.set(progress, "checking", "")
+    details = [_wait_ready(c, stack.name, app, n, offsets.get(n, {})) for n in names]
+    for n, detail in zip(names, details):  # the history shows when each app was ready for its dependants
+        c.call("ready", target=n, reason=detail)
+    progress.elapsed = time.monotonic() - progress.started
+    run.set(progress, "ready" if changed else "unchanged", details[0] if len(details) == 1 else f"{len(details)} instances: {details[0]}")
+
+
+
+
+def _start(c: Client, spec: LaunchSpec, app: Any, env: dict[str, str] | None) -> dict[str, Any]:
+    try:
+        return commands.start(c, spec, env)
+    except StartFailed as exc:
+        lines = list(exc.fields.get("stderr") or ())
+        code = exc.fields.get("exit_code")
+        reason = f"exited with code {code}" if code is not None else exc.message.splitlines()[0]
+        raise StackFailed(_message(app.name, reason, lines), stack=spec.stack, app=app.name, reason=reason, lines=lines) from None
+
+
+def _message(app: str, reason: str, lines: list[str]) -> str:
+    text = f"{app} failed: {reason}"
+    if lines:
+        text += ":\n" + "\n".join("  " + ln for ln in lines)
+    return text + "\n(what was up keeps running)"
+
+
+def _log_sizes(row: dict[str, Any]) -> dict[str, int]:
+    sizes = {}
+    for stream in ("out", "err"):
+        try:
+            sizes[stream] = Path(row["dir"], f"current.{stream}").stat().st_size
+        except (OSError, KeyError, TypeError):
+            sizes[stream] = 0
+    return sizes
+
+
+def _last_lines(row: dict[str, Any], n: int = 10) -> list[str]:
+    from ..core.logread import tail
+
+    try:
+        lines = tail(Path(row["dir"]), stream="err", lines=n) or tail(Path(row["dir"]), stream="out", lines=n)
+    except (OSError, KeyError, TypeError, TsmError):
+        return []
+    return [ln.text for ln in lines]
+
+
+def _accepts(port: int | None) -> bool:
+    if port is None:
+        return False
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _http_ok(url: str) -> int | None:
+    """The status of a GET when it is 2xx/3xx, else None (no proxy: the app is on this machine)."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=2.0) as resp:
+            return resp.status if 200 <= resp.status < 400 else None
+    except urllib.error.HTTPError as exc:
+        return exc.code if 300 <= exc.code < 400 else None
+    except (OSError, ValueError):
+        return None
+
+
+def _log_match(row: dict[str, Any], pattern: str, offsets: dict[str, int]) -> bool:
+    regex = re.compile(pattern)
+    for stream in ("out", "err"):
+        path = Path(row["dir"], f"current.{stream}")
+        try:
+            with open(path, "rb") as f:
+                start = offsets.get(stream, 0)
+                if f.seek(0, 2) < start:
+                    start = 0  # rotated since: the new file is all new
+                f.seek(start)
+                data = f.read()
+        except OSError:
+            continue
+        if any(regex.search(line) for line in data.decode("utf-8", "replace").splitlines()):
+            return True
+    return False
+
+
+def _wait_ready(c: Client, stack: str, app: Any, name: str, offsets: dict[str, int]) -> str:
+    """Poll until ``name`` is ready; return what showed it. Raises StackFailed."""
+    kind = app.ready
+    deadline = time.monotonic() + app.ready_timeout
+    waited = {"online": "online", "port": "its port to accept", "exit": "it to exit"}.get(kind) if isinstance(kind, str) else None
+    while True:
+        row = c.call("describe", target=name)[0]
+        status, code = row["status"], row.get("exit_code")
+        if kind == "exit":
+            if status == states.STOPPED and code == 0:
+                return "exited with code 0"
+            if status in (states.STOPPED, states.ERRORED) or (status == states.WAITING and code not in (None, 0)):
+                reason = f"exited with code {code}" if code is not None else f"{status}"
+                raise _failed(stack, app, reason, row)
+        elif status in (states.STOPPED, states.ERRORED):
+            what = f" (exit code {code})" if code is not None else ""
+            raise _failed(stack, app, f"{status} before it was ready{what}", row)
+        elif status == states.ONLINE:
+            port = row.get("port")
+            if kind == "online":
+                return "online"
+            if kind == "port" and _accepts(port):
+                return f"port {port} accepts"
+            if isinstance(kind, str) and kind.startswith(("http://", "https://")):
+                url = re.sub(r"\$\{PORT\}|\$PORT\b", str(port), kind)
+                waited = f"{url} to answer 2xx/3xx"
+                answer = _http_ok(url)
+                if answer is not None:
+                    return f"{url} answered {answer}"
+            if isinstance(kind, dict):
+                waited = f"a log line matching {kind['log']!r}"
+                if _log_match(row, kind["log"], offsets):
+                    return f"log matched {kind['log']!r}"
+        if time.monotonic() > deadline:
+            raise _failed(stack, app, f"not ready after {app.ready_timeout:g}s (waited for {waited or kind})", row)
+        time.sleep(POLL)
+
+
+def _failed(stack: str, app: Any, reason: str, row: dict[str, Any]) -> StackFailed:
+    lines = _last_lines(row)
+    return StackFailed(_message(f"{app.name} ({row['name']})" if row["name"] != app.name else app.name, reason, lines)
+                       + f"\n(full logs: tsm logs {row['name']})", stack=stack, app=app.name, reason=reason, lines=lines)
+
+
+def from_records(client: Client, name: str) -> Stack:
+    """The stack ``name`` as the daemon recorded it (specs, order, readiness), for ``tsm up
+    stack:NAME`` without its file: what is stopped starts again, dependencies first. Raises
+    ProcessNotFound when the stack has no process."""
+    from ..core.stackfile import App, DEFAULT_READY_TIMEOUT
+
+    rows = client.call("describe", target=f"stack:{name}")
+    specs: dict[str, dict[int, LaunchSpec]] = {}
+    for r in rows:
+        spec = LaunchSpec.from_dict(r["spec"])
+        specs.setdefault(spec.app or r["name"], {})[_instance(r)] = spec
+    deps = {app: list(next(iter(s.values())).depends_on or ()) for app, s in specs.items()}
+    apps = {}
+    for app in dependency_order(deps):
+        first = next(iter(specs[app].values()))
+        a = App(app, {}, [d for d in deps[app] if d in specs], first.ready or "online",
+                first.ready_timeout or DEFAULT_READY_TIMEOUT, len(specs[app]), None)
+        a.specs = [specs[app][i] for i in sorted(specs[app])]
+        apps[app] = a
+    return Stack(name, f"stack:{name}", apps)
+
+
+# ---------------------------------------------------------------------- down
+
+
+def dependency_order(deps: dict[str, list[str]]) -> list[str]:
+    """Names with dependencies first (unknown dependencies ignored, a cycle broken where found)."""
+    done: list[str] = []
+    seen: set[str] = set()
+
+    def visit(n: str) -> None:
+        if n in seen:
+            return
+        seen.add(n)
+        for d in deps.get(n, ()):
+            if d in deps:
+                visit(d)
+        done.append(n)
+
+    for n in deps:
+        visit(n)
+    return done
+
+
+def down(name: str, *, apps: list[str] | tuple[str, ...] | None = None, home: str | Home | None = None,
+         on_change: Callable[..., None] | None = None, background: bool = False) -> StackRun:
+    """Stop the processes of stack ``name`` in reverse dependency order (dependants first), from
+    what the daemon recorded (the file is not needed). With ``apps``, those and the apps that
+    depend on them. Raises ProcessNotFound when the stack has no process."""
+    with Client(home) as c:
+        rows = c.call("describe", target=f"stack:{name}")
+    by_app: dict[str, list[dict[str, Any]]] = {}
+    deps: dict[str, list[str]] = {}
+    for r in rows:
+        spec = r.get("spec") or {}
+        app = spec.get("app") or r["name"]
+        by_app.setdefault(app, []).append(r)
+        deps[app] = list(spec.get("depends_on") or ())
+    order = dependency_order(deps)
+    if apps:
+        unknown = [a for a in apps if a not in deps]
+        if unknown:
+            raise ProcessNotFound(f"stack {name!r} has no app {unknown[0]!r} (apps: {', '.join(order)})", target=unknown[0])
+        chosen = set(apps)
+        for a in order:  # and whatever depends on a chosen one
+            if set(deps[a]) & chosen:
+                chosen.add(a)
+        order = [a for a in order if a in chosen]
+    progress = [AppProgress(a, depends_on=deps[a]) for a in reversed(order)]
+    run = StackRun(name, progress, on_change)
+
+    def body() -> None:
+        with Client(home) as c:
+            for p in progress:
+                p.processes = [r["name"] for r in by_app[p.name]]
+                run.set(p, "stopping")
+                rows = [c.call("stop", target=n)[0] for n in p.processes]
+                run.set(p, "stopped", ", ".join(f"{r['name']} {r['status']}" for r in rows))
+
+    return _run(run, body, background)
