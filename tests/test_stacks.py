@@ -16,7 +16,9 @@ import pytest
 from conftest import PY, accepts, free_port, pid_alive, wait_for
 from stackapps import REDIS, Shop, redis_get
 
-pytestmark = pytest.mark.skipif(not os.path.exists(REDIS), reason="redis-server is not installed (make test installs it)")
+# in CI a missing redis-server fails the tests (make test installs it); elsewhere they are skipped
+pytestmark = pytest.mark.skipif(not os.path.exists(REDIS) and not os.environ.get("CI"),
+                                reason="redis-server is not installed (make test installs it)")
 
 DEPENDS = {"migrate": ["redis"], "api": ["migrate", "redis"], "worker": ["api"], "web": ["api"]}
 
