@@ -47,10 +47,21 @@ sample_interval = "500ms"
 retention = 3600
 [daemon]
 launch_window = "1s"
+[hooks]
+crash = "echo crash"
+errored = "echo errored"
+restart = "echo restart"
+memory-limit = "echo memory"
+online = "echo online"
+stop = "echo stop"
+timeout = "5s"
 """)
     assert cfg.to_dict() == {
         "log_max_size": 2 * 1024**2, "log_rotate_every": 0.0, "log_retain": 3, "log_max_age": 2 * 86400.0,
         "log_compress": False, "sample_interval": 0.5, "history_retention": 3600.0, "launch_window": 1.0,
+        "hook_crash": "echo crash", "hook_errored": "echo errored", "hook_restart": "echo restart",
+        "hook_memory_limit": "echo memory", "hook_online": "echo online", "hook_stop": "echo stop",
+        "hook_timeout": 5.0,
     }
     assert sum(len(keys) for keys in KEYS.values()) == len(cfg.to_dict())
 

@@ -154,6 +154,7 @@ ROUTES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "events": _events,
     "report": _report,
     "monit": _panel,
+    "reset": _each(api.reset),
     "panel": _panel,
 }
 
