@@ -40,7 +40,12 @@ def unit_path(home: Home, env: dict[str, str] | None = None) -> Path:
 
 
 def _quote(value: str) -> str:
-    """A value for a unit file line: C-style escapes in double quotes, ``%`` doubled (specifiers)."""
+    """A value for a unit file line: C-style escapes in double quotes, ``%`` doubled (specifiers);
+    an ``ExecStart`` word also doubles ``$`` (variables are expanded there)."""
+    if "\n" in value:
+        from ..core.errors import UsageError
+
+        raise UsageError(f"cannot write a unit for a value with a newline: {value!r}")
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'"{escaped}"'
 
@@ -61,8 +66,7 @@ def unit_text(home: Home, env: dict[str, str] | None = None, python: str | None 
         f"Environment={_quote('TSM_HOME=' + str(home.root))}",
         f"Environment={_quote('PATH=' + env.get('PATH', os.defpath))}",
         f"Environment={_quote('PYTHONPATH=' + pythonpath)}",
-        f"WorkingDirectory={_quote(str(home.root.parent))}",
-        "ExecStart=" + " ".join(_quote(a) for a in
+        "ExecStart=" + " ".join(_quote(a).replace("$", "$$") for a in
                                 (python, "-m", "tsm_notebook.engine", "--home", str(home.root), "--foreground", "--resurrect")),
         # SIGTERM to the daemon alone: it stops its processes in order itself, then systemd
         # kills what is left of the cgroup
