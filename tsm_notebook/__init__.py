@@ -64,6 +64,8 @@ _LAZY = {
     "uptime_report": "notebook.frames",
     "logs": "notebook.logs_api",
     "Panel": "notebook.panel",
+    "on": "notebook.events_api",
+    "reset": "notebook.api",
 }
 
 __all__ = [
@@ -84,6 +86,8 @@ __all__ = [
     "flush",
     "kill",
     "update",
+    "reset",
+    "on",
     # history as DataFrames
     "events",
     "metrics",
