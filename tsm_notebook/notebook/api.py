@@ -352,12 +352,8 @@ def start(
     watch_ignore: str | Sequence[str] | None = None,
     cron_restart: str | None = None,
     cron: str | None = None,
-    on_crash: str | None = None,
-    on_errored: str | None = None,
-    on_restart: str | None = None,
-    on_memory_limit: str | None = None,
-    on_online: str | None = None,
-    on_stop: str | None = None,
+    on_crash: str | None = None, on_errored: str | None = None, on_restart: str | None = None,
+    on_memory_limit: str | None = None, on_online: str | None = None, on_stop: str | None = None,
     home: str | os.PathLike[str] | Home | None = None,
 ) -> Process:
     """Start a managed process and return its snapshot once it is online.
@@ -410,16 +406,9 @@ def start(
         log_max_size=log_max_size,
         log_retain=log_retain,
         log_compress=log_compress,
-        watch=watch,
-        watch_ignore=watch_ignore,
-        cron_restart=cron_restart,
-        cron=cron,
-        on_crash=on_crash,
-        on_errored=on_errored,
-        on_restart=on_restart,
-        on_memory_limit=on_memory_limit,
-        on_online=on_online,
-        on_stop=on_stop,
+        watch=watch, watch_ignore=watch_ignore, cron_restart=cron_restart, cron=cron,
+        on_crash=on_crash, on_errored=on_errored, on_restart=on_restart,
+        on_memory_limit=on_memory_limit, on_online=on_online, on_stop=on_stop,
     )
     return start_spec(spec, home=home)
 
