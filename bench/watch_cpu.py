@@ -8,6 +8,8 @@ system, the daemon process alone: the watched children are sleepers) over an idl
 every watch is in place, and over a window of the same length that starts with the burst of
 writes (every write a small overwrite of an existing file, as fast as Python makes them), the
 daemon's RSS after the burst, and the restarts the burst caused (one per process is the goal).
+A first row runs tsm_notebook's daemon with the same processes unwatched: what it spends anyway
+(the metric sampler, the one-second tick), so the difference is what watching costs.
 """
 
 from __future__ import annotations
@@ -78,7 +80,12 @@ def wait(predicate, timeout: float, what: str):
         time.sleep(0.1)
 
 
-def run_tsm(tree: Path, paths: list[Path], work: Path, args) -> dict:
+def run_tsm_unwatched(tree: Path, paths: list[Path], work: Path, args) -> dict:
+    """The baseline: the same daemon and processes with no watch (sampling, ticks: the rest)."""
+    return run_tsm(tree, paths, work, args, watch=False)
+
+
+def run_tsm(tree: Path, paths: list[Path], work: Path, args, watch: bool = True) -> dict:
     from tsm_notebook.client.client import Client
     from tsm_notebook.core import report
     from tsm_notebook.core.paths import Home
@@ -89,7 +96,7 @@ def run_tsm(tree: Path, paths: list[Path], work: Path, args) -> dict:
     c = Client(home)
     try:
         for i in range(args.procs):
-            spec = build_spec(argv=[sys.executable, "-c", SLEEPER], name=f"w{i}", cwd=str(tree), watch=True)
+            spec = build_spec(argv=[sys.executable, "-c", SLEEPER], name=f"w{i}", cwd=str(tree), watch=watch)
             c.call("start", spec=spec.to_dict(), env=env)
         names = {f"w{i}" for i in range(args.procs)}
 
@@ -97,7 +104,8 @@ def run_tsm(tree: Path, paths: list[Path], work: Path, args) -> dict:
             c.call("history_flush")
             return names <= {e["name"] for e in report.events(home, None) if e["event"] == "watching"}
 
-        wait(watching, 120, "every watch in place")
+        if watch:
+            wait(watching, 120, "every watch in place")
         pid = c.call("ping")["pid"]
         idle = window(pid, args.window)
         busy = window(pid, args.window, burst(paths, args.writes))
@@ -151,14 +159,15 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=10_000)
     ap.add_argument("--procs", type=int, default=20)
     ap.add_argument("--writes", type=int, default=1_000)
-    ap.add_argument("--only", choices=("tsm", "pm2"))
+    ap.add_argument("--only", choices=("tsm", "pm2"), help="one manager (tsm: with its no-watch baseline)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="watch-bench-") as tmp:
         work = Path(tmp)
         tree = work / "tree"
         paths = make_tree(tree, args.files)
         results = {}
-        for name, fn in (("tsm_notebook", run_tsm), ("pm2 7.0.4", run_pm2)):
+        runs = (("tsm, no watch", run_tsm_unwatched), ("tsm_notebook", run_tsm), ("pm2 7.0.4", run_pm2))
+        for name, fn in runs:
             if args.only and not name.startswith(args.only):
                 continue
             results[name] = r = fn(tree, paths, work, args)

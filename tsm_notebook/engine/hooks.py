@@ -9,7 +9,8 @@ working directory with the process's environment plus ``TSM_EVENT``, ``TSM_NAME`
 in its own session, so the daemon never waits on it: its exit is learned from SIGCHLD like every
 other child's. Past ``[hooks] timeout`` (default 30 s) its whole group is killed. Its output goes
 to ``$TSM_HOME/hooks.log``; a hook that cannot start, exits non-zero or is cut is recorded as a
-``hook-failed`` event. Hooks never fire for the events hooks themselves cause.
+``hook-failed`` event. Hooks never fire for the events hooks themselves cause, and ``stop`` does
+not fire for the stop inside a restart (``restart`` does).
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Hooks:
         """Start the hook for ``event`` if there is one; returns at once, never raises."""
         if m is None or event not in EVENTS:
             return
+        if event == "stop" and fields.get("reason") == "restart":
+            return  # the stop inside a restart: the restart hook is the one for it
         try:
             cmd = self.command_for(m, event)
             if cmd:
