@@ -134,3 +134,12 @@ def test_history_keys_reach_the_sampler(tsm):
     # at 100ms a few samples land within a second or two; the default (2s) would give none yet
     wait_for(lambda: (tsm.call("history_flush"), len(read_metrics(tsm.home / "db" / "tsm.sqlite", name="s")) >= 5)[1],
              timeout=5, message="five samples at a 100ms interval")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[hooks]\ncrash = 5", "hooks.crash"),
+    ("[hooks]\ntimeout = \"0s\"", "hooks.timeout"),
+    ("[hooks]\nexit = \"echo\"", "unknown key hooks.exit"),
+])
+def test_bad_hooks_are_refused(tmp_path, text, needle):
+    assert needle in refusal(tmp_path, text)

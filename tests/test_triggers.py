@@ -199,3 +199,22 @@ def test_reset_clears_restart_counters(tsm):
     assert json.loads((tsm.proc_dir("r") / "meta.json").read_text())["restarts"] == 0
     assert events(tsm, "r", "reset")
     assert tsm.run("reset", "ghost").returncode == 1
+
+
+def test_ignore_globs_match_names_relative_paths_and_folders():
+    from tsm_notebook.engine.watch import ignored
+
+    root = "/w"
+    assert ignored("/w/data/x.bin", root, ["data"]) and ignored("/w/data", root, ["data/"])
+    assert ignored("/w/a/b/run.log", root, ["*.log"]) and ignored("/w/a/b/c.py", root, ["a/*"])
+    assert ignored("/w/a/tmp/c.py", root, ["tmp"])
+    assert not ignored("/w/database.py", root, ["data"]) and not ignored("/w/a/c.py", root, ["*.log"])
+
+
+def test_describe_shows_the_triggers(tsm, tmp_path):
+    tsm.run("start", "--name", "d", "--cwd", str(tmp_path), "--cron-restart", "0 3 * * *", "--on-crash", "echo hi",
+            SLEEP, "--watch", check=True)
+    out = tsm.run("describe", "d", check=True).stdout
+    card = dict(line.split("  ", 1) for line in out.splitlines())
+    card = {k.strip(): v.strip() for k, v in card.items()}
+    assert card["watch"] == str(tmp_path) and card["cron restart"] == "0 3 * * *" and card["on crash"] == "echo hi"

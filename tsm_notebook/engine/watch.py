@@ -165,9 +165,14 @@ class Watcher:
                 self.on_event(m, "watching", reason=", ".join(m.spec.watch))
 
     def _failed(self, generation: int, message: str) -> None:
-        if generation == self.generation:
-            self.problem = message
-            self.roots = ()  # the next refresh tries again
+        """The thread ended on an error: say so once per watched process; a change of the
+        watched paths (a process started, stopped or deleted) tries again."""
+        if generation != self.generation:
+            return
+        self.problem = message
+        self.thread = self.stop_event = None
+        for m in list(self.watched.values()):
+            self.on_event(m, "watch-failed", reason=message)
 
     # ------------------------------------------------------------------ on the loop
 
