@@ -47,10 +47,21 @@ sample_interval = "500ms"
 retention = 3600
 [daemon]
 launch_window = "1s"
+[hooks]
+crash = "echo crash"
+errored = "echo errored"
+restart = "echo restart"
+memory-limit = "echo memory"
+online = "echo online"
+stop = "echo stop"
+timeout = "5s"
 """)
     assert cfg.to_dict() == {
         "log_max_size": 2 * 1024**2, "log_rotate_every": 0.0, "log_retain": 3, "log_max_age": 2 * 86400.0,
         "log_compress": False, "sample_interval": 0.5, "history_retention": 3600.0, "launch_window": 1.0,
+        "hook_crash": "echo crash", "hook_errored": "echo errored", "hook_restart": "echo restart",
+        "hook_memory_limit": "echo memory", "hook_online": "echo online", "hook_stop": "echo stop",
+        "hook_timeout": 5.0,
     }
     assert sum(len(keys) for keys in KEYS.values()) == len(cfg.to_dict())
 
@@ -148,3 +159,10 @@ def test_daemon_log_rotates_and_the_daemon_output_follows(tmp_path):
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in tmp_path.iterdir())
     text = path.read_text()
     assert "line 199" in text and "raw stdout after rotation" in text and "raw stderr after rotation" in text
+@pytest.mark.parametrize("text, needle", [
+    ("[hooks]\ncrash = 5", "hooks.crash"),
+    ("[hooks]\ntimeout = \"0s\"", "hooks.timeout"),
+    ("[hooks]\nexit = \"echo\"", "unknown key hooks.exit"),
+])
+def test_bad_hooks_are_refused(tmp_path, text, needle):
+    assert needle in refusal(tmp_path, text)

@@ -317,7 +317,7 @@ def completions(ip, line: str) -> list[str]:
 
 
 def test_completion_of_subcommands_and_names(ip, tsm):
-    assert completions(ip, "%tsm st") == ["start", "stop"]
+    assert completions(ip, "%tsm st") == ["start", "stop", "startup"]
     assert {"ls", "logs", "describe", "panel", "monit"} <= set(completions(ip, "%tsm "))
     assert completions(ip, "%%tsm ") == ["start"]
     assert not (tsm.home / "daemon.sock").exists()

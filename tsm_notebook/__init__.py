@@ -68,6 +68,8 @@ _LAZY = {
     "up": "notebook.stacks",
     "down": "notebook.stacks",
     "Stack": "notebook.stacks",
+    "on": "notebook.events_api",
+    "reset": "notebook.api",
 }
 
 __all__ = [
@@ -92,6 +94,8 @@ __all__ = [
     "up",
     "down",
     "Stack",
+    "reset",
+    "on",
     # history as DataFrames
     "events",
     "metrics",

@@ -201,6 +201,31 @@ def cmd_report(c: Client, ns) -> int:
     return 0
 
 
+def cmd_startup(c: Client, ns) -> int:
+    from ..client import startup
+
+    if ns.print:
+        print(startup.unit_text(c.home), end="")
+        return 0
+    print(startup.instructions(c.home, startup.install(c.home)))
+    return 0
+
+
+def cmd_unstartup(c: Client, ns) -> int:
+    from ..client import startup
+
+    if ns.print:
+        print(startup.unit_path(c.home))
+        return 0
+    path = startup.uninstall(c.home)
+    name = startup.unit_name(c.home)
+    if path is None:
+        print(f"No boot unit for {c.home.root} ({startup.unit_path(c.home)} does not exist)")
+    else:
+        print(f"Removed {path}\nNow run: systemctl --user disable {name}; systemctl --user daemon-reload")
+    return 0
+
+
 def cmd_monit(c: Client, ns) -> int:
     from . import monit
 
@@ -262,6 +287,9 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "up": cmd_up,
     "down": cmd_down,
     "convert": cmd_convert,
+    "reset": _each("reset", "Reset"),
+    "startup": cmd_startup,
+    "unstartup": cmd_unstartup,
 }
 
 

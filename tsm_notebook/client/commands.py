@@ -20,9 +20,10 @@ from ..core.errors import UsageError
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
     "save", "resurrect", "patrol", "events", "report", "monit", "up", "down", "convert",
+    "reset", "startup", "unstartup",
 )
 #: subcommands whose first argument is a process target (for completion)
-TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events")
+TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events", "reset")
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -112,6 +113,13 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     s.add_argument("--log-max-size", help="rotate logs past this size (default 10M)")
     s.add_argument("--log-retain", help="rotated log files kept per stream (default 10)")
     s.add_argument("--no-log-compress", action="store_true", help="do not gzip rotated logs")
+    s.add_argument("--watch", nargs="*", action="extend", metavar="PATH",
+                   help="restart when a file under PATH changes (default the cwd; put the command before --watch or after --)")
+    s.add_argument("--watch-ignore", action="append", metavar="GLOB", help="changes matching GLOB are ignored (repeatable)")
+    s.add_argument("--cron-restart", metavar="CRON", help="restart on this schedule ('0 3 * * *', daemon's local time)")
+    s.add_argument("--cron", metavar="CRON", help="a one-shot job started on this schedule ('*/15 * * * *')")
+    for event in ("crash", "errored", "restart", "memory-limit", "online", "stop"):
+        s.add_argument(f"--on-{event}", metavar="CMD", help=f"shell command the daemon runs on {event}")
 
     for name, help in (("stop", "stop processes"), ("restart", "restart processes"), ("delete", "stop and forget processes")):
         c = add(name, help)
@@ -169,6 +177,12 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     dn.add_argument("--env", dest="environment", metavar="NAME", help="apply the file's [env.NAME] section")
     cv = add("convert", "print a Procfile or PM2 ecosystem.json as a tsm.toml")
     cv.add_argument("file", metavar="FILE")
+    rs = add("reset", "clear restart counters")
+    rs.add_argument("target", metavar="T", help="a name, a tsm_id, or all")
+    for name, help in (("startup", "start the daemon at boot (a systemd user unit) resurrecting the saved list"),
+                       ("unstartup", "remove the boot unit `tsm startup` wrote")):
+        su = add(name, help)
+        su.add_argument("--print", action="store_true", help="show the unit (or its path) without writing anything")
     return p
 
 
@@ -218,7 +232,8 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
     if ns.cmd == "start":
         ns.argv_mode = "--" in argv or len(ns.command) > 1
         if not ns.command:
-            raise UsageError(f"{prog} start: a command is needed")
+            hint = " (put it before --watch PATH..., or after --)" if ns.watch else ""
+            raise UsageError(f"{prog} start: a command is needed{hint}")
     return ns
 
 
@@ -249,6 +264,16 @@ def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[
         log_max_size=ns.log_max_size,
         log_retain=ns.log_retain,
         log_compress=False if ns.no_log_compress else None,
+        watch=ns.watch,
+        watch_ignore=ns.watch_ignore,
+        cron_restart=ns.cron_restart,
+        cron=ns.cron,
+        on_crash=ns.on_crash,
+        on_errored=ns.on_errored,
+        on_restart=ns.on_restart,
+        on_memory_limit=ns.on_memory_limit,
+        on_online=ns.on_online,
+        on_stop=ns.on_stop,
         base_cwd=cwd,
         path_env=env.get("PATH"),
     )

@@ -14,6 +14,11 @@
     [daemon]
     launch_window = "250ms" # a start returns once the child is alive this long (or its port accepts)
 
+    [hooks]                 # shell commands the daemon runs on these events, for every process
+    crash = "notify-send \"$TSM_NAME crashed\""
+    errored = ""            # also: restart, memory-limit, online, stop
+    timeout = "30s"         # a hook still running after this is killed (its group)
+
 Values go through the same checks as the command-line options (:mod:`tsm_notebook.core.units`):
 sizes take B/K/M/G, durations ms/s/m/h/d/w; a TOML number is bytes or seconds, and a string of
 digits alone is refused for a duration (``"3"``: write ``"3s"`` or ``3``). ``compress`` must be a
@@ -69,6 +74,12 @@ def _count(value: object, key: str) -> int:
     return parse_count(value, key)  # type: ignore[arg-type]
 
 
+def _command(value: object, key: str) -> str:
+    if not isinstance(value, str):
+        raise UsageError(f"{key}: invalid value {value!r}: use a shell command in quotes")
+    return value.strip()
+
+
 #: section -> key -> (attribute of Config, parser(value, "section.key"))
 KEYS = {
     "logs": {
@@ -85,6 +96,15 @@ KEYS = {
     "daemon": {
         "launch_window": ("launch_window", _duration),
     },
+    "hooks": {
+        "crash": ("hook_crash", _command),
+        "errored": ("hook_errored", _command),
+        "restart": ("hook_restart", _command),
+        "memory-limit": ("hook_memory_limit", _command),
+        "online": ("hook_online", _command),
+        "stop": ("hook_stop", _command),
+        "timeout": ("hook_timeout", _positive_duration),
+    },
 }
 
 
@@ -94,6 +114,8 @@ class Config:
     __slots__ = (
         "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
         "sample_interval", "history_retention", "launch_window",
+        "hook_crash", "hook_errored", "hook_restart", "hook_memory_limit", "hook_online", "hook_stop",
+        "hook_timeout",
     )  # fmt: skip
 
     def __init__(
@@ -107,6 +129,13 @@ class Config:
         sample_interval: float = 2.0,
         history_retention: float = 7 * 86400.0,
         launch_window: float = 0.25,
+        hook_crash: str = "",
+        hook_errored: str = "",
+        hook_restart: str = "",
+        hook_memory_limit: str = "",
+        hook_online: str = "",
+        hook_stop: str = "",
+        hook_timeout: float = 30.0,
     ) -> None:
         values = dict(locals())
         del values["self"]

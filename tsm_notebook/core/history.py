@@ -122,3 +122,16 @@ def _where(name: str | None, since: float | None) -> tuple[str, tuple]:
         clauses.append("time >= ?")
         params.append(float(since))
     return (" WHERE " + " AND ".join(clauses) if clauses else "", tuple(params))
+
+
+def events_after(path: Path, after_id: int | None, *, limit: int = 1000) -> list[dict]:
+    """Events recorded after the one with id ``after_id``, oldest first (at most ``limit``).
+
+    ``after_id=None`` gives none but tells where the history ends: a single dict
+    ``{"id": newest id}`` (0 for an empty history), for a poller to start from now.
+    """
+    if after_id is None:
+        rows = _read(path, "SELECT COALESCE(MAX(id), 0) AS id FROM events")
+        return [dict(rows[0])] if rows else [{"id": 0}]
+    sql = f"SELECT id, {', '.join(EVENT_COLUMNS)} FROM events WHERE id > ? ORDER BY id LIMIT ?"
+    return [dict(row) for row in _read(path, sql, (int(after_id), int(limit)))]

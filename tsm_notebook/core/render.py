@@ -92,6 +92,12 @@ def describe(r: dict[str, Any]) -> str:
         ("kill timeout", f"{r.get('kill_timeout')}s"), ("stop signal", r.get("stop_signal")),
         ("out log", r.get("out_log")), ("err log", r.get("err_log")),
     ]
+    spec = r.get("spec") or {}
+    for key in ("watch", "watch_ignore", "cron_restart", "cron", "on_crash", "on_errored", "on_restart",
+                "on_memory_limit", "on_online", "on_stop"):  # the triggers, only those set
+        value = spec.get(key)
+        if value:
+            items.append((key.replace("_", " "), ", ".join(value) if isinstance(value, list) else value))
     for key, value in (r.get("problems") or {}).items():
         items.append((f"problem ({key})", value))
     width = max(len(k) for k, _ in items)

@@ -39,7 +39,7 @@ from .errors import UsageError
 from .paths import check_name
 from .units import parse_bool, parse_count, parse_duration, parse_size
 
-__all__ = ["DURATION_OPTIONS", "LaunchSpec", "build_spec", "signal_name"]
+__all__ = ["DURATION_OPTIONS", "HOOK_FIELDS", "LaunchSpec", "build_spec", "check_cron", "signal_name"]
 
 
 
@@ -79,6 +79,21 @@ _DEFAULTS: dict[str, object] = {
     "depends_on": None,  # apps of the same stack that must be ready first (list of names)
     "ready": None,  # "online", "port", "exit", an http(s) URL, or {"log": regex}
     "ready_timeout": None,  # seconds the bring-up waits for ready
+    "watch": [],  # absolute paths whose changes restart the process; [] = not watched
+    "watch_ignore": [],  # globs (name, relative path or a folder) never acted on
+    "cron_restart": None,  # cron expression: restart an online process on schedule
+    "cron": None,  # cron expression: start this one-shot job on schedule
+    "on_crash": None,  # hook commands (/bin/sh -c) run by the daemon on these events
+    "on_errored": None,
+    "on_restart": None,
+    "on_memory_limit": None,
+    "on_online": None,
+    "on_stop": None,
+}
+#: the per-process hooks: spec field -> event name (config.toml's [hooks] keys are the event names)
+HOOK_FIELDS = {
+    "on_crash": "crash", "on_errored": "errored", "on_restart": "restart",
+    "on_memory_limit": "memory-limit", "on_online": "online", "on_stop": "stop",
 }
 
 #: the options that are durations: a stack file refuses a bare number in a string for these
@@ -127,6 +142,16 @@ class LaunchSpec:
     depends_on: list[str] | None
     ready: str | dict[str, str] | None
     ready_timeout: float | None
+    watch: list[str]
+    watch_ignore: list[str]
+    cron_restart: str | None
+    cron: str | None
+    on_crash: str | None
+    on_errored: str | None
+    on_restart: str | None
+    on_memory_limit: str | None
+    on_online: str | None
+    on_stop: str | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(self.FIELDS):
@@ -180,6 +205,12 @@ class LaunchSpec:
         except (TypeError, ValueError):
             raise UsageError("invalid launch spec: argv must be a list and env a mapping") from None
         _check_stack_fields(values)
+        for key in ("watch", "watch_ignore"):
+            if not isinstance(values.get(key, []), list) or not all(isinstance(v, str) for v in values.get(key, [])):
+                raise UsageError(f"invalid launch spec: {key} must be a list of strings")
+        for key in ("cron_restart", "cron", *HOOK_FIELDS):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise UsageError(f"invalid launch spec: {key} must be a string")
         return cls(**values)
 
 
@@ -264,6 +295,16 @@ def build_spec(
     log_max_size: str | int | None = None,
     log_retain: int | str | None = None,
     log_compress: bool | str | None = None,
+    watch: bool | str | Iterable[str] | None = None,
+    watch_ignore: str | Iterable[str] | None = None,
+    cron_restart: str | None = None,
+    cron: str | None = None,
+    on_crash: str | None = None,
+    on_errored: str | None = None,
+    on_restart: str | None = None,
+    on_memory_limit: str | None = None,
+    on_online: str | None = None,
+    on_stop: str | None = None,
     base_cwd: str | None = None,
     path_env: str | None = None,
 ) -> LaunchSpec:
@@ -275,7 +316,11 @@ def build_spec(
     Numbers are Python values: seconds and bytes. ``cwd`` and ``env_file`` are relative to
     ``base_cwd`` (default: the current directory); the program is looked up on ``path_env``
     (default ``$PATH``). The port is ``port``, else ``PORT`` from the environment given, else the
-    one in the command. Raises :class:`UsageError` with one line for anything wrong.
+    one in the command. ``watch`` is True or ``[]`` (watch ``cwd``), a path or a list of paths
+    (relative to ``cwd``); ``cron_restart`` and ``cron`` are cron expressions (5 fields, or 6 with
+    seconds first), read in the daemon's local time; ``cron`` makes a one-shot job (autorestart
+    off). ``on_crash`` etc. are shell commands the daemon runs on that event. Raises
+    :class:`UsageError` with one line for anything wrong.
     """
     if (command is None) == (argv is None):
         raise UsageError("give either a command string or an argv list, not both or neither")
@@ -342,7 +387,18 @@ def build_spec(
     if backoff is not None and backoff <= 0:
         raise UsageError(f"--exp-backoff-restart-delay: must be more than 0, got '{exp_backoff}'")
 
+    if cron is not None:
+        autorestart = False  # a scheduled job that exits is done, not crashed
+    hooks = {f: _hook(v, "--" + f.replace("_", "-")) for f, v in
+             (("on_crash", on_crash), ("on_errored", on_errored), ("on_restart", on_restart),
+              ("on_memory_limit", on_memory_limit), ("on_online", on_online), ("on_stop", on_stop))}
+
     return LaunchSpec(
+        **hooks,
+        watch=_watch_paths(watch, workdir),
+        watch_ignore=_globs(watch_ignore),
+        cron_restart=None if cron_restart is None else check_cron(cron_restart, "--cron-restart"),
+        cron=None if cron is None else check_cron(cron, "--cron"),
         command=command,
         argv=args,
         shell=shell,
@@ -369,3 +425,61 @@ def build_spec(
         log_retain=None if log_retain is None else parse_count(log_retain, "--log-retain"),
         log_compress=None if log_compress is None else parse_bool(log_compress, "--log-compress"),
     )
+
+
+_CRON_CHARS = frozenset("0123456789*/,-?LW#abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def check_cron(value: object, flag: str) -> str:
+    """A cron expression's shape: 5 fields (minute hour day month weekday), 6 with seconds first,
+    or an ``@daily``-style alias. The daemon parses it fully (and refuses what this lets by)."""
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{flag}: give a cron expression such as '0 3 * * *'")
+    text = " ".join(value.split())
+    fields = text.split(" ")
+    if text.startswith("@"):
+        if text not in ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"):
+            raise UsageError(f"{flag}: unknown alias '{text}': use @hourly, @daily, @weekly, @monthly or @yearly")
+        return text
+    if len(fields) not in (5, 6) or not all(set(f) <= _CRON_CHARS for f in fields):
+        raise UsageError(f"{flag}: invalid cron expression '{value}': use 5 fields "
+                         "(minute hour day month weekday) or 6 with seconds first")
+    return text
+
+
+def _hook(value: object, flag: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{flag}: give a shell command")
+    return value.strip()
+
+
+def _globs(value: str | Iterable[str] | None) -> list[str]:
+    items = [value] if isinstance(value, str) else list(value or ())
+    for g in items:
+        if not isinstance(g, str) or not g.strip():
+            raise UsageError("--watch-ignore: give a glob such as '*.log' or 'data/'")
+    return [g.strip() for g in items]
+
+
+def _watch_paths(value: bool | str | Iterable[str] | None, workdir: str) -> list[str]:
+    """The absolute paths to watch: none when off, the working directory for True or ``[]``."""
+    if value is None or value is False:
+        return []
+    if value is True or value == "":
+        items: list[str] = []
+    elif isinstance(value, str):
+        items = [value]
+    else:
+        items = list(value)
+    out = []
+    for item in items or [workdir]:
+        if not isinstance(item, str) or not item:
+            raise UsageError("--watch: paths must be non-empty strings")
+        path = os.path.normpath(os.path.join(workdir, os.path.expanduser(item)))
+        if not os.path.exists(path):
+            raise UsageError(f"--watch: '{path}' does not exist")
+        if path not in out:
+            out.append(path)
+    return out

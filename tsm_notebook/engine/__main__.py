@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the daemon process (``python -m tsm_notebook.engine``)."""
     ap = argparse.ArgumentParser(prog="tsm-daemon")
     ap.add_argument("--home", required=True)
-    ap.add_argument("--foreground", action="store_true", help="do not fork (for debugging)")
+    ap.add_argument("--foreground", action="store_true", help="do not fork (for debugging, and under systemd)")
+    ap.add_argument("--resurrect", action="store_true", help="start dump.json's list once up (the boot unit)")
     a = ap.parse_args(argv)
     home = Home.resolve(a.home)
     home.ensure()
@@ -105,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     version = os.environ.get("TSM_DAEMON_VERSION", __version__)  # lets tests run a "different" daemon
     log.info("daemon %s starting for %s (pid %d)", version, home.root, os.getpid())
     try:
-        asyncio.run(Daemon(home, version=version).serve())
+        daemon = Daemon(home, version=version)
+        daemon.resurrect_at_start = a.resurrect
+        asyncio.run(daemon.serve())
     except Exception:
         log.exception("daemon failed")
         return 1

@@ -33,6 +33,7 @@ from .recovery import recover
 from .sampler import Sampler
 from .store import Store
 from .supervisor import Supervisor
+from .triggers import Triggers
 
 log = logging.getLogger("tsm.daemon")
 
@@ -55,6 +56,8 @@ class Daemon:
         self.sup: Supervisor | None = None
         self.server: asyncio.AbstractServer | None = None
         self.tasks: list[asyncio.Task] = []
+        self.triggers: Triggers | None = None  # hooks, file watching, cron schedules
+        self.resurrect_at_start = False  # `--resurrect` (the boot unit): start dump.json's list
 
     # ------------------------------------------------------------------ events
 
@@ -68,12 +71,15 @@ class Daemon:
             signal=fields.get("signal"),
             reason=fields.get("reason"),
         )
+        if self.triggers is not None:
+            self.triggers.on_event(m, event, fields)
 
     # ------------------------------------------------------------------ lifecycle
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         self.sup = Supervisor(self.home, self.config, on_event=self.event, tree_rss=self.sampler.tree_rss)
+        self.triggers = Triggers(self)
         loop.add_signal_handler(signal.SIGCHLD, self.sup.reap)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
@@ -92,9 +98,20 @@ class Daemon:
         self.event(None, "daemon-start", pid=os.getpid(), reason=f"version {self.version}")
         self.recover()
         self.tasks = [loop.create_task(self._every_second()), loop.create_task(self._sample_loop())]
+        self.tasks.append(loop.create_task(self.triggers.run()))
+        if self.resurrect_at_start and self.home.dump_file.exists():
+            self.tasks.append(loop.create_task(self._resurrect()))
         self.sup.reap()  # anything that exited before the handler was installed
         await self.stopping.wait()
         await self.shutdown()
+
+    async def _resurrect(self) -> None:
+        """Start dump.json's list (reads it, never writes it: an empty boot never erases a save)."""
+        try:
+            r = await COMMANDS["resurrect"](self, {})
+            log.info("resurrected at start: %s", r)
+        except TsmError as exc:
+            log.warning("resurrect at start failed: %s", exc.message)
 
     def recover(self) -> None:
         """Load every process directory; restart what should be running (after a crash or update)."""
@@ -106,6 +123,8 @@ class Daemon:
             t.cancel()
         if self.server:
             self.server.close()
+        if self.triggers is not None:
+            self.triggers.watch.close()  # no restart for a change while everything stops
         sup = self.sup
         if sup:
             procs = list(sup.procs.values())
@@ -118,6 +137,8 @@ class Daemon:
                     sup.save_meta(m)
                 for w in m.writers.values():
                     w.close()
+        if self.triggers is not None:
+            await self.triggers.close()
         self.event(None, "daemon-stop", pid=os.getpid(), reason="update" if self.keep_on_exit else "kill")
         self.store.flush(5.0)
         self.store.close()

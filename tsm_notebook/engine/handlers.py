@@ -70,6 +70,9 @@ async def cmd_start(d: Daemon, args: dict) -> dict:
         raise ProtocolError(f"malformed spec: {exc}") from None
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise ProtocolError("env must map strings to strings")
+    from .triggers import check_spec
+
+    check_spec(spec)  # cron expressions in full (the client checks only their shape)
     m = await d.sup.create(spec, env)
     return d.row(m)
 
@@ -156,7 +159,7 @@ async def cmd_dump(d: Daemon, args: dict) -> dict:
     items = [
         {"name": m.name, "tsm_id": m.tsm_id, "spec": m.spec.to_dict(), "env": m.env, "port": m.port}
         for m in sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
-        if m.status in states.RUNNING
+        if m.status in states.RUNNING or m.spec.cron  # a cron job between runs is still kept
     ]
     write_json_atomic(d.home.dump_file, {"version": d.version, "saved": time.time(), "processes": items}, mode=0o600)
     return {"path": str(d.home.dump_file), "count": len(items)}

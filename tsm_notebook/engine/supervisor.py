@@ -54,6 +54,7 @@ class Supervisor(Launcher):
         self.loop = asyncio.get_running_loop()
         self.next_id = self._load_next_id()
         self.problems: list[str] = []  # home-level problems (corrupt metadata, ...)
+        self.children: dict[int, Callable[[int], None]] = {}  # other children (hooks): pid -> on_exit(status)
         self.capture = Capture(self.loop, on_event=on_event, save_meta=self.save_meta)
 
     # ------------------------------------------------------------------ ids, lookup, persistence
@@ -205,6 +206,9 @@ class Supervisor(Launcher):
                 return
             entry = self.by_pid.pop(pid, None)
             if entry is None:
+                done = self.children.pop(pid, None)
+                if done is not None:
+                    done(status)
                 continue
             m, run = entry
             run.popen.returncode = os.waitstatus_to_exitcode(status)

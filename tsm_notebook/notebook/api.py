@@ -348,6 +348,12 @@ def start(
     log_max_size: int | str | None = None,
     log_retain: int | None = None,
     log_compress: bool | None = None,
+    watch: bool | str | Sequence[str] | None = None,
+    watch_ignore: str | Sequence[str] | None = None,
+    cron_restart: str | None = None,
+    cron: str | None = None,
+    on_crash: str | None = None, on_errored: str | None = None, on_restart: str | None = None,
+    on_memory_limit: str | None = None, on_online: str | None = None, on_stop: str | None = None,
     home: str | os.PathLike[str] | Home | None = None,
 ) -> Process:
     """Start a managed process and return its snapshot once it is online.
@@ -363,6 +369,11 @@ def start(
     as numbers; ``max_memory`` and ``log_max_size`` are bytes as numbers; strings take units
     (``"500ms"``, ``"200M"``). ``wait_port=True`` returns only once the port accepts connections
     (up to 60 s). ``time=True`` prefixes log lines with their time.
+
+    ``watch=True`` (or paths) restarts it when a file there changes (``watch_ignore`` globs
+    aside); ``cron_restart`` restarts it on a cron schedule, ``cron`` starts it as a one-shot job
+    on one (the daemon's local time); ``on_crash`` ... ``on_stop`` are shell commands the daemon
+    runs on those events (see the README's "Triggers").
 
     Raises UsageError (a bad option, a command that cannot run), ProcessExists, PortInUse,
     StartFailed (it died during its launch window; ``stderr`` holds its last lines), DaemonError.
@@ -395,6 +406,9 @@ def start(
         log_max_size=log_max_size,
         log_retain=log_retain,
         log_compress=log_compress,
+        watch=watch, watch_ignore=watch_ignore, cron_restart=cron_restart, cron=cron,
+        on_crash=on_crash, on_errored=on_errored, on_restart=on_restart,
+        on_memory_limit=on_memory_limit, on_online=on_online, on_stop=on_stop,
     )
     return start_spec(spec, home=home)
 
@@ -419,6 +433,11 @@ def restart(target: str | int, *, home: str | os.PathLike[str] | Home | None = N
     Raises ProcessNotFound, PortInUse, StartFailed, DaemonError.
     """
     return _rows("restart", target, home)
+
+
+def reset(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:
+    """Clear the restart counters (restarts, unstable restarts) of the target's processes."""
+    return _rows("reset", target, home)
 
 
 def delete(target: str | int, *, home: str | os.PathLike[str] | Home | None = None) -> list[Process]:

@@ -132,6 +132,27 @@ def _report(ns: argparse.Namespace) -> Any:
     return uptime_report(ns.since, home=ns.home)
 
 
+class _Text(str):
+    """Text a cell shows as it is (the unit file of ``startup --print``), not as a quoted string."""
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+def _startup(ns: argparse.Namespace) -> _Text:
+    from ..client import startup
+
+    home = Home.resolve(ns.home)
+    if ns.cmd == "unstartup":
+        if ns.print:
+            return _Text(startup.unit_path(home))
+        path = startup.uninstall(home)
+        return _Text(f"Removed {path}" if path else f"No boot unit for {home.root}")
+    if ns.print:
+        return _Text(startup.unit_text(home))
+    return _Text(startup.instructions(home, startup.install(home)))
+
+
 def _panel(ns: argparse.Namespace) -> Any:
     from .panel import Panel
 
@@ -156,6 +177,9 @@ ROUTES: dict[str, Callable[[argparse.Namespace], Any]] = {
     "events": _events,
     "report": _report,
     "monit": _panel,
+    "reset": _each(api.reset),
+    "startup": _startup,
+    "unstartup": _startup,
     "panel": _panel,
     "up": lambda ns: _stacks().from_ns(ns),
     "down": lambda ns: _stacks().from_ns(ns),

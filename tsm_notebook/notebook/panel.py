@@ -34,6 +34,7 @@ from ..core import render, states
 from ..core import history
 from . import html as tsm_html
 from .live import Live, close_tree, error_text
+from .events_api import Toasts
 from .logtail import LogTail
 from ..client.client import Client
 from ..core.errors import DaemonNotRunning, TsmError, UsageError
@@ -122,6 +123,7 @@ class Panel(Live, widgets.VBox):
         self.rows: list[dict[str, Any]] = []
         #: seconds the last refresh took
         self.refresh_seconds: float | None = None
+        self._toasts = Toasts(self.home)  # a crash, errored, memory-limit or failed hook: a line in .message
 
         self.style_html = widgets.HTML(tsm_html.STYLE, layout=widgets.Layout(height="0px", margin="0"))
         self.header = widgets.HTML(layout=widgets.Layout(width="100%"))
@@ -250,11 +252,14 @@ class Panel(Live, widgets.VBox):
             rows, problem = [], "the daemon is not running (it starts with the next process)"
         except TsmError as exc:
             rows, problem = self.rows, error_text(exc)
+        toast = self._toasts.poll()
         with self._lock:
             if self._closed:
                 return
             self.rows = rows
             self._render(problem)
+            if toast:
+                self._say(toast, "error")
         self.refresh_seconds = time.perf_counter() - t0
 
     def _render(self, problem: str | None = None) -> None:
