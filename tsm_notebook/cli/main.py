@@ -129,7 +129,10 @@ def cmd_ping(c: Client, ns) -> int:
 
 def cmd_kill(c: Client, ns) -> int:
     pid = c.kill()
-    print("no daemon was running" if pid is None else f"Daemon stopped (pid {pid}), with every process")
+    if pid is None and c.stopped_without_daemon:
+        print(f"no daemon was running; stopped {len(c.stopped_without_daemon)} processes of this home it had left")
+    else:
+        print("no daemon was running" if pid is None else f"Daemon stopped (pid {pid}), with every process")
     return 0
 
 

@@ -18,7 +18,9 @@ import psutil
 
 from ..core.errors import ProtocolError, TsmError, UsageError
 from ..core.paths import write_json_atomic
+from ..core.ondisk import env_map, port as port_check
 from ..core.spec import LaunchSpec
+from .dumpfile import read_dump, write_dump
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -67,8 +69,7 @@ async def cmd_start(d: Daemon, args: dict) -> dict:
         spec = LaunchSpec.from_dict(spec_d)
     except (TypeError, ValueError, KeyError) as exc:
         raise ProtocolError(f"malformed spec: {exc}") from None
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise ProtocolError("env must map strings to strings")
+    env = env_map(env, "env", "start request")
     m = await d.sup.create(spec, env)
     return d.row(m)
 
@@ -148,20 +149,15 @@ async def cmd_dump(d: Daemon, args: dict) -> dict:
         for m in sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
         if m.status in states.RUNNING
     ]
-    write_json_atomic(d.home.dump_file, {"version": d.version, "saved": time.time(), "processes": items}, mode=0o600)
+    write_dump(d.home, {"version": d.version, "saved": time.time(), "processes": items})
     return {"path": str(d.home.dump_file), "count": len(items)}
 
 
 @command("resurrect")
 async def cmd_resurrect(d: Daemon, args: dict) -> dict:
-    """args: {} -> {started: [names], skipped: [names], failed: {name: message}} from dump.json."""
-    try:
-        dump = json.loads(d.home.dump_file.read_text())
-        items = dump["processes"]
-    except FileNotFoundError:
-        raise UsageError(f"nothing to resurrect: {d.home.dump_file} does not exist (run `tsm save` first)") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"cannot read {d.home.dump_file}: {exc}") from None
+    """args: {} -> {started: [names], skipped: [names], failed: {name: message}, note: str|None}
+    from dump.json, or from its backup (dump.json.bak, the previous save) when it is unreadable."""
+    items, note = read_dump(d.home)
     started, skipped, failed = [], [], {}
 
     async def one(item: Any) -> None:
@@ -173,7 +169,8 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
                 return
             spec = LaunchSpec.from_dict(item["spec"])
             spec.name = name
-            spec.port = item.get("port")
+            spec.port = port_check(item.get("port"), "port", "dump.json entry")
+            env_map(item.get("env") or {}, "env", "dump.json entry")
             spec.port_search = False
             m = await d.sup.create(spec, item.get("env") or {})
             started.append(m.name)
@@ -187,7 +184,7 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
     order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
     started.sort(key=lambda n: order.get(n, 0))
     skipped.sort(key=lambda n: order.get(n, 0))
-    return {"started": started, "skipped": skipped, "failed": failed}
+    return {"started": started, "skipped": skipped, "failed": failed, "note": note}
 
 
 @command("patrol")
