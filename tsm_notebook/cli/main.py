@@ -7,6 +7,7 @@ usage. Errors are one line on stderr. Start-up stays light: no pandas, IPython o
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotations are postponed
@@ -224,6 +225,13 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
 }
 
 
+def _check_cwd() -> None:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UsageError("the current directory was deleted: cd to an existing directory and run the command again") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``tsm`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
@@ -232,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = HANDLERS.get(ns.cmd)
         if handler is None:
             raise UsageError(f"tsm {ns.cmd}: not available in this version")
+        if ns.cmd == "start":
+            _check_cwd()
         with Client(ns.home, autostart=ns.cmd != "kill") as c:
             return handler(c, ns)
     except commands.Help as h:
@@ -246,7 +256,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        # the reader went away (`tsm logs -f | head`): end quietly, with the status a Unix tool
+        # killed by SIGPIPE has, and no complaint when Python flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":
