@@ -174,6 +174,19 @@ def cmd_patrol(c: Client, ns) -> int:
     return 0
 
 
+def cmd_doctor(c: Client, ns) -> int:
+    from ..client.doctor import doctor
+    from ..core.doctor import render as render_doctor
+
+    r = doctor(c, fix=ns.fix)
+    if ns.json:
+        _print_json(r)
+    else:
+        print(render_doctor(r))
+    bad = r["orphans"] or r.get("problems") or any(not ch["ok"] for ch in r["checks"])
+    return 1 if bad and not ns.fix else 0
+
+
 def cmd_events(c: Client, ns) -> int:
     from ..core import report
 
@@ -222,6 +235,7 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "events": cmd_events,
     "report": cmd_report,
     "monit": cmd_monit,
+    "doctor": cmd_doctor,
 }
 
 
@@ -242,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"tsm {ns.cmd}: not available in this version")
         if ns.cmd == "start":
             _check_cwd()
-        with Client(ns.home, autostart=ns.cmd != "kill") as c:
+        with Client(ns.home, autostart=ns.cmd not in ("kill", "doctor")) as c:
             return handler(c, ns)
     except commands.Help as h:
         print(h.text, end="")

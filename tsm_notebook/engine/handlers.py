@@ -241,3 +241,20 @@ async def cmd_rotate(d: Daemon, args: dict) -> list:
 async def cmd_history_flush(d: Daemon, args: dict) -> bool:
     """args: {} -> true once every event and metric queued so far is in the database."""
     return await asyncio.get_running_loop().run_in_executor(None, d.store.flush, 5.0)
+
+
+@command("doctor")
+async def cmd_doctor(d: Daemon, args: dict) -> dict:
+    """args: {fix: bool} -> the report of :func:`tsm_notebook.core.doctor.diagnose` (ports and
+    their holders, orphans, stale and quarantined state, home checks) plus ``problems``. With fix,
+    orphans are stopped (marker checked before each signal) and stale state removed."""
+    from ..core import doctor
+
+    sup = d.sup
+    runs = {m.tsm_id: (m.name, m.run.token if m.pid and m.run else None) for m in sup.procs.values()}
+    fix = bool(args.get("fix", False))
+    loop = asyncio.get_running_loop()
+    report = await loop.run_in_executor(
+        None, lambda: doctor.diagnose(d.home, runs=runs, daemon_pid=os.getpid(), fix=fix))
+    report["problems"] = list(sup.problems)
+    return report
