@@ -184,7 +184,10 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
     order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
     started.sort(key=lambda n: order.get(n, 0))
     skipped.sort(key=lambda n: order.get(n, 0))
-    return {"started": started, "skipped": skipped, "failed": failed, "note": note}
+    out = {"started": started, "skipped": skipped, "failed": failed}
+    if note:
+        out["note"] = note  # read from the backup
+    return out
 
 
 @command("patrol")
