@@ -301,6 +301,17 @@ def test_unopenable_directory_keeps_bytes_pending_until_it_is_fixed(tmp_path: Pa
     assert (proc / "current.out").read_bytes() == b"first\nsecond\nthird\n"
 
 
+def full_device(path: Path) -> None:
+    """Put a "full disk" at ``path``: a node of the kernel's full device (1, 7), where every write
+    fails with ENOSPC (needs the right to make device nodes)."""
+    import stat
+
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(1, 7))
+    except PermissionError:
+        pytest.skip("needs the right to make a device node")
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
 def test_full_disk_mid_stream_applies_back_pressure_and_loses_nothing(tmp_path: Path) -> None:
     data = b"".join(make_lines(seed=5, count=3000))
@@ -313,7 +324,7 @@ def test_full_disk_mid_stream_applies_back_pressure_and_loses_nothing(tmp_path: 
     current = tmp_path / "current.out"
     saved = current.read_bytes()  # the file is about to be replaced by a full "disk"
     current.unlink()
-    current.symlink_to("/dev/full")
+    full_device(current)  # a device node, not a symlink: the writer never follows one
     w.tick()  # sees its file was deleted and reopens the path: now every write fails
     failures = 0
     for chunk in chunks[half:]:

@@ -774,7 +774,7 @@ def test_launch_spec_from_dict_ignores_unknown_and_requires_known(box):
     minimal = {k: v for k, v in build_spec("sleep 1", **box["kw"]).to_dict().items() if k != "max_restarts"}
     assert LaunchSpec.from_dict(minimal).max_restarts == 15  # optional fields take their defaults
     minimal["env"] = 5
-    with pytest.raises(UsageError, match="env a mapping"):
+    with pytest.raises(UsageError, match="env must be an object"):
         LaunchSpec.from_dict(minimal)
 
 

@@ -7,6 +7,7 @@ usage. Errors are one line on stderr. Start-up stays light: no pandas, IPython o
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 TYPE_CHECKING = False  # typing costs the command line ~8 ms to import; annotations are postponed
@@ -136,7 +137,10 @@ def cmd_ping(c: Client, ns) -> int:
 
 def cmd_kill(c: Client, ns) -> int:
     pid = c.kill()
-    print("no daemon was running" if pid is None else f"Daemon stopped (pid {pid}), with every process")
+    if pid is None and c.stopped_without_daemon:
+        print(f"no daemon was running; stopped {len(c.stopped_without_daemon)} processes of this home it had left")
+    else:
+        print("no daemon was running" if pid is None else f"Daemon stopped (pid {pid}), with every process")
     return 0
 
 
@@ -175,6 +179,19 @@ def cmd_patrol(c: Client, ns) -> int:
     for f in r["fixed"]:
         print(f"fixed: {f}")
     return 0
+
+
+def cmd_doctor(c: Client, ns) -> int:
+    from ..client.doctor import doctor
+    from ..core.doctor import render as render_doctor
+
+    r = doctor(c, fix=ns.fix)
+    if ns.json:
+        _print_json(r)
+    else:
+        print(render_doctor(r))
+    bad = r["orphans"] or r.get("problems") or any(not ch["ok"] for ch in r["checks"])
+    return 1 if bad and not ns.fix else 0
 
 
 def cmd_events(c: Client, ns) -> int:
@@ -290,7 +307,15 @@ HANDLERS: dict[str, Callable[[Client, Any], int]] = {
     "reset": _each("reset", "Reset"),
     "startup": cmd_startup,
     "unstartup": cmd_unstartup,
+    "doctor": cmd_doctor,
 }
+
+
+def _check_cwd() -> None:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise UsageError("the current directory was deleted: cd to an existing directory and run the command again") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
         handler = HANDLERS.get(ns.cmd)
         if handler is None:
             raise UsageError(f"tsm {ns.cmd}: not available in this version")
-        with Client(ns.home, autostart=ns.cmd not in ("kill", "convert")) as c:
+        if ns.cmd == "start":
+            _check_cwd()
+        with Client(ns.home, autostart=ns.cmd not in ("kill", "convert", "doctor")) as c:
             return handler(c, ns)
     except commands.Help as h:
         print(h.text, end="")
@@ -315,7 +342,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        # the reader went away (`tsm logs -f | head`): end quietly, with the status a Unix tool
+        # killed by SIGPIPE has, and no complaint when Python flushes stdout at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
 
 
 if __name__ == "__main__":

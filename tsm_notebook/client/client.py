@@ -24,7 +24,12 @@ from ..core.protocol import request
 
 #: commands that work whatever the daemon's version (so a mismatch can be fixed)
 VERSION_FREE = frozenset({"ping", "kill", "dump"})
+#: requests that change nothing, so one lost with its connection may be sent again; any other
+#: (start, restart, stop, delete...) is never re-sent blindly: it may have run already
+IDEMPOTENT = frozenset({"ping", "ls", "describe", "patrol", "history_flush", "doctor", "events", "logs"})
 START_TIMEOUT = 15.0
+#: a connect refused with EAGAIN (the listen backlog is full) is retried this long, backing off
+CONNECT_RETRY = 5.0
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
 
 
@@ -43,17 +48,36 @@ class Client:
         self._sock: socket.socket | None = None
         self._buf = b""
         self._rid = 0
+        self.stopped_without_daemon: list[int] = []
 
     # ------------------------------------------------------------------ connection
 
     def _connect(self) -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        try:
-            s.connect(str(self.home.socket))
-        except OSError:
+        """One connection to the daemon's socket, retrying a full backlog (EAGAIN) with a short
+        backoff, and refused unless the listener runs as our own user."""
+        delay, deadline = 0.002, time.monotonic() + CONNECT_RETRY
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(self.timeout)
+            try:
+                s.connect(str(self.home.socket))
+                break
+            except BlockingIOError:
+                s.close()
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            except BaseException:
+                s.close()
+                raise
+        from ..core.peer import peer_refusal
+
+        why = peer_refusal(s, allow_root=False)
+        if why:
             s.close()
-            raise
+            raise DaemonError(f"refusing the listener on {self.home.socket}: {why}; "
+                              "it is not your daemon (remove the socket or choose another TSM_HOME)")
         return s
 
     def connect(self) -> None:
@@ -65,6 +89,7 @@ class Client:
                 f"TSM_HOME {str(self.home.root)!r} is too long for a Unix socket path "
                 f"({len(os.fsencode(self.home.socket))} bytes with daemon.sock, at most {MAX_SOCKET_PATH}): choose a shorter one"
             )
+        self.home.check()  # another user's (or a symlinked) home: refused before a byte is sent
         try:
             self._sock = self._connect()
             return
@@ -82,7 +107,8 @@ class Client:
 
         self.home.ensure()
         Config.load(self.home.config_file)  # a bad config.toml: its one line now, not a failed start
-        env = dict(os.environ)
+        # the daemon must not carry a managed process's marker (a tsm run inside a child)
+        env = {k: v for k, v in os.environ.items() if k not in ("TSM_ID", "TSM_RUN", "TSM_NAME")}
         pkg_parent = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         launcher = subprocess.Popen(
@@ -125,27 +151,38 @@ class Client:
     # ------------------------------------------------------------------ requests
 
     def call(self, cmd: str, **args: Any) -> Any:
-        """Send one request; return its result or raise the error the daemon replied with."""
+        """Send one request; return its result or raise the error the daemon replied with.
+
+        The reply must carry the request's id (a late reply to an earlier, interrupted request is
+        skipped). An interrupted call (Ctrl-C, a kernel interrupt, any exception mid-way) drops
+        the connection, so the next call starts clean. A request lost with a dropped connection
+        is sent again only if it changes nothing (:data:`IDEMPOTENT`).
+        """
         for attempt in (0, 1):
             self.connect()
             assert self._sock is not None
+            if attempt == 0 and self._stale():
+                self.close()  # the daemon went away between calls: a fresh connection, no resend
+                self.connect()
             self._rid += 1
+            rid = self._rid
             try:
-                self._sock.sendall(request(cmd, args, self._rid))
-                line = self._readline()
+                self._sock.sendall(request(cmd, args, rid))
+                reply = self._reply(rid)
                 break
             except (BrokenPipeError, ConnectionResetError, EOFError):
-                # a daemon that went away between calls: reconnect once (it restarts on demand)
                 self.close()
-                if attempt or cmd == "kill":
-                    raise DaemonError(f"the daemon closed the connection during {cmd!r}") from None
+                if attempt or cmd == "kill" or cmd not in IDEMPOTENT:
+                    raise DaemonError(
+                        f"the daemon closed the connection during {cmd!r}"
+                        + ("" if cmd in IDEMPOTENT else ": it may or may not have been done (see `tsm ls`)")
+                    ) from None
             except socket.timeout:
                 self.close()
                 raise DaemonError(f"the daemon did not answer {cmd!r} within {self.timeout:.0f}s") from None
-        try:
-            reply = json.loads(line)
-        except ValueError:
-            raise ProtocolError("malformed reply from the daemon") from None
+            except BaseException:
+                self.close()  # interrupted: the reply may still come; never read it as the next one's
+                raise
         daemon_version = reply.get("daemon")
         if daemon_version != __version__ and cmd not in VERSION_FREE:
             raise VersionMismatch(
@@ -156,6 +193,35 @@ class Client:
         if not reply.get("ok"):
             raise from_reply(reply.get("error") or {})
         return reply.get("result")
+
+    def _stale(self) -> bool:
+        """True if the open connection was closed by the daemon (readable with nothing to read)."""
+        import select
+
+        assert self._sock is not None
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            if not readable:
+                return False
+            return self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError:
+            return True
+
+    def _reply(self, rid: int) -> dict[str, Any]:
+        """The reply to request ``rid``; replies to other ids (late answers) are dropped."""
+        while True:
+            line = self._readline()
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                raise ProtocolError("malformed reply from the daemon") from None
+            if not isinstance(reply, dict):
+                raise ProtocolError("malformed reply from the daemon")
+            got = reply.get("id")
+            if got == rid or (got is None and not reply.get("ok")):
+                return reply  # None: the daemon could not read the id (a refused connection)
 
     def _readline(self) -> bytes:
         assert self._sock is not None
@@ -178,8 +244,12 @@ class Client:
             return False
 
     def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
-        """Stop every process and the daemon; wait until its pid is gone. Returns that pid."""
+        """Stop every process and the daemon; wait until its pid is gone. Returns that pid.
+
+        With no daemon running, what the home says is running is stopped all the same (see
+        :func:`stop_orphans`) and None is returned."""
         if not self.running():
+            self.stopped_without_daemon = stop_orphans(self.home)
             return None
         pid = self.call("kill", keep=keep)["pid"]
         self.close()
@@ -194,6 +264,18 @@ class Client:
         while self.home.socket.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         return pid
+
+
+def stop_orphans(home: Home) -> list[int]:
+    """With no daemon: stop every live process carrying this home's marker (our uid, our home's
+    ``TSM_HOME`` and a ``TSM_ID``), which includes every verified pid ``meta.json`` records.
+    Returns the pids stopped. A pid that is not proven ours is never signalled."""
+    from ..core import marker
+
+    if not home.processes.is_dir():
+        return []
+    pids = list(marker.marked(str(home.root)))
+    return marker.stop_marked(str(home.root), pids) if pids else []
 
 
 def daemon_status(home: Home) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from ..core.errors import UsageError
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
     "save", "resurrect", "patrol", "events", "report", "monit", "up", "down", "convert",
-    "reset", "startup", "unstartup",
+    "reset", "startup", "unstartup", "doctor",
 )
 #: subcommands whose first argument is a process target (for completion)
 TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events", "reset")
@@ -156,6 +156,9 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     add("resurrect", "start what dump.json holds")
     pt = add("patrol", "reconcile state with reality and report")
     pt.add_argument("--json", action="store_true", help="print JSON")
+    dr = add("doctor", "ports and their holders, orphans, stale state, the home's ownership")
+    dr.add_argument("--fix", action="store_true", help="stop orphans and clear stale state")
+    dr.add_argument("--json", action="store_true", help="print JSON")
 
     ev = add("events", "lifecycle events from the history")
     ev.add_argument("target", nargs="?", metavar="T")

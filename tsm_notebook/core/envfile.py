@@ -73,6 +73,8 @@ def parse_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         value = _env_value(raw) if eq and _KEY_RE.match(key) else None
         if value is None:
             raise UsageError(f"env file '{os.fspath(path)}', line {number}: expected KEY=VALUE")
+        if "\0" in value:  # the kernel cannot pass it; refused here rather than at the spawn
+            raise UsageError(f"env file '{os.fspath(path)}', line {number}: {key} holds a NUL byte")
         env[key] = value
     return env
 
@@ -103,5 +105,7 @@ def parse_env_assignments(items: Iterable[str] | Mapping[str, str]) -> dict[str,
             )
         if not isinstance(value, str):
             raise UsageError(f"invalid environment item '{item}': the value must be a string")
+        if "\0" in value:
+            raise UsageError(f"invalid environment item {key!r}: the value holds a NUL byte")
         env[key] = value
     return env

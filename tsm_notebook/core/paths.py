@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 from .errors import UsageError
 
 MAX_NAME = 64
+#: words a target can be that are not names
+RESERVED = frozenset({"all"})
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*$")
 
 
@@ -45,6 +47,8 @@ def check_name(name: str) -> str:
         )
     if name.isdigit():
         raise UsageError(f"invalid name {name!r}: a name of digits only would read as a tsm_id")
+    if name.lower() in RESERVED:
+        raise UsageError(f"invalid name {name!r}: it is a target word (`tsm stop {name}` would mean every process)")
     return name
 
 
@@ -115,11 +119,61 @@ class Home:
         return self.processes / check_name(name)
 
     def ensure(self) -> None:
-        """Create the home (mode 0700) and its subdirectories."""
+        """Create the home (mode 0700) and its subdirectories; refuse a home that is not the
+        caller's own real directory (see :meth:`check`)."""
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.check()
         os.chmod(self.root, 0o700)
-        self.processes.mkdir(parents=True, exist_ok=True)
-        self.db_dir.mkdir(exist_ok=True)
+        for d in (self.root / "runtime", self.processes, self.db_dir):
+            try:
+                d.mkdir(mode=0o700)
+            except FileExistsError:
+                pass
+            check_own_dir(d, "a directory of TSM_HOME")
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` unless the home is a real directory (not a symlink) owned
+        by the caller: another user's home could read every request's environment, plant a
+        process to run as the caller, or point writes anywhere. A missing home passes."""
+        check_own_dir(self.root, "TSM_HOME", missing_ok=True)
+
+
+def check_own_dir(path: Path, what: str, *, missing_ok: bool = False) -> None:
+    """Raise :class:`UsageError` unless ``path`` is a directory owned by us, not a symlink."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return
+        raise UsageError(f"{what} {str(path)!r} does not exist") from None
+    import stat
+
+    if stat.S_ISLNK(st.st_mode):
+        target = os.readlink(path)
+        raise UsageError(
+            f"{what} {str(path)!r} is a symlink (to {target!r}): tsm does not follow it, so nobody "
+            "can redirect its files; point TSM_HOME at the real directory instead"
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{what} {str(path)!r} is not a directory")
+    if st.st_uid != os.geteuid():
+        raise UsageError(
+            f"{what} {str(path)!r} belongs to uid {st.st_uid}, not to you (uid {os.geteuid()}): "
+            "tsm refuses a home another user could control; use your own (unset TSM_HOME for "
+            "~/.tsm, or choose a new path), or have its owner remove it"
+        )
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o600) -> int:
+    """``os.open`` that refuses a symlink at ``path`` (ELOOP) instead of writing through it."""
+    return os.open(path, flags | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), mode)
+
+
+def write_text_nofollow(path: Path, text: str, *, mode: int = 0o644) -> None:
+    """Replace ``path``'s content with ``text``, never through a symlink planted there."""
+    fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
 
 
 def write_json_atomic(path: Path, data: Any, *, mode: int = 0o644) -> None:

@@ -193,17 +193,19 @@ class LaunchSpec:
     def from_dict(cls, data: Mapping[str, Any]) -> LaunchSpec:
         """Rebuild a spec from :meth:`to_dict`'s output; unknown keys (a newer client) are ignored.
 
-        Raises :class:`UsageError` when a required field is missing.
+        Every field gets the checks user input gets (:func:`~tsm_notebook.core.ondisk.check_spec`):
+        a spec read back from disk or the wire is input. Raises :class:`UsageError` naming the field.
         """
+        from .ondisk import check_spec
+
+        if not isinstance(data, Mapping):
+            raise UsageError(f"invalid launch spec: not an object ({type(data).__name__})")
         missing = sorted(set(_REQUIRED) - data.keys())
         if missing:
             raise UsageError(f"invalid launch spec: missing {', '.join(missing)}")
-        values = {k: v for k, v in data.items() if k in cls.FIELDS}
-        try:
-            values["argv"] = [str(a) for a in values["argv"]]
-            values["env"] = {str(k): str(v) for k, v in dict(values["env"]).items()}
-        except (TypeError, ValueError):
-            raise UsageError("invalid launch spec: argv must be a list and env a mapping") from None
+        values = check_spec({k: v for k, v in data.items() if k in cls.FIELDS})
+        values["argv"] = list(values["argv"])
+        values["env"] = dict(values["env"])
         _check_stack_fields(values)
         for key in ("watch", "watch_ignore"):
             if not isinstance(values.get(key, []), list) or not all(isinstance(v, str) for v in values.get(key, [])):

@@ -23,6 +23,7 @@ from ..core.paths import Home
 from ..core.version import __version__
 from .daemon import Daemon
 from .proctree import set_subreaper
+from .signals import sanitize
 
 log = logging.getLogger("tsm.daemon")
 
@@ -51,6 +52,22 @@ class DaemonLogHandler(logging.handlers.RotatingFileHandler):
             os.dup2(self.stream.fileno(), 1)
             os.dup2(self.stream.fileno(), 2)
 
+    def _open(self):
+        # never through a symlink planted at daemon.log
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        return os.fdopen(fd, "a", encoding=self.encoding)
+
+    def reopen(self) -> None:
+        """Reopen daemon.log at its path (SIGUSR1, after an outside rotation)."""
+        self.acquire()
+        try:
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+            self._point_std_streams()
+        finally:
+            self.release()
+
     def doRollover(self) -> None:
         old = os.umask(0o077)
         try:
@@ -61,7 +78,7 @@ class DaemonLogHandler(logging.handlers.RotatingFileHandler):
 
 
 def _lock(home: Home) -> int | None:
-    fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(home.lock_file, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -77,8 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--foreground", action="store_true", help="do not fork (for debugging, and under systemd)")
     ap.add_argument("--resurrect", action="store_true", help="start dump.json's list once up (the boot unit)")
     a = ap.parse_args(argv)
+    sanitize()  # children inherit no ignored signal or mask from whoever started the daemon
     home = Home.resolve(a.home)
-    home.ensure()
+    try:
+        home.ensure()
+    except UsageError as exc:
+        print(f"tsm: {exc.message}", file=sys.stderr)
+        return 2
     try:  # a bad config.toml is one line on the caller's terminal now, not a timeout later
         Config.load(home.config_file)
     except UsageError as exc:

@@ -24,10 +24,12 @@ from typing import Any
 from ..core.version import __version__
 from ..core import states
 from ..core.config import Config
-from ..core.errors import ProtocolError, TsmError
+from ..core.errors import DaemonError, ProtocolError, TsmError
 from ..core.paths import Home, write_json_atomic
 from ..core.protocol import MAX_LINE, parse_request, reply_error, reply_ok
+from . import signals
 from .handlers import COMMANDS
+from .peer import peer_allowed
 from .managed import Managed
 from .recovery import recover
 from .sampler import Sampler
@@ -38,6 +40,7 @@ from .triggers import Triggers
 log = logging.getLogger("tsm.daemon")
 
 PRUNE_EVERY = 600.0  # seconds: the longest wait between two retention passes
+BACKLOG = 4096  # pending connections (the kernel caps it at net.core.somaxconn); clients also retry
 
 
 class Daemon:
@@ -83,10 +86,12 @@ class Daemon:
         loop.add_signal_handler(signal.SIGCHLD, self.sup.reap)
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        signals.install(self, loop)
         self.home.socket.unlink(missing_ok=True)
         old = os.umask(0o077)
         try:
-            self.server = await asyncio.start_unix_server(self.handle, path=str(self.home.socket), limit=MAX_LINE)
+            self.server = await asyncio.start_unix_server(self.handle, path=str(self.home.socket), limit=MAX_LINE,
+                                                          backlog=BACKLOG)
         finally:
             os.umask(old)
         os.chmod(self.home.socket, 0o600)
@@ -188,6 +193,16 @@ class Daemon:
     # ------------------------------------------------------------------ requests
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        refusal = peer_allowed(writer.get_extra_info("socket"))
+        if refusal:
+            log.warning("connection refused: %s", refusal)
+            try:
+                writer.write(reply_error(None, DaemonError(refusal), self.version))
+                await writer.drain()
+                writer.close()
+            except Exception:
+                pass
+            return
         try:
             while True:
                 try:

@@ -8,7 +8,6 @@ returns a JSON-able result or raises a :class:`~tsm_notebook.core.errors.TsmErro
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -17,8 +16,9 @@ from ..core import states
 import psutil
 
 from ..core.errors import ProtocolError, TsmError, UsageError
-from ..core.paths import write_json_atomic
+from ..core.ondisk import env_map, port as port_check
 from ..core.spec import LaunchSpec
+from .dumpfile import read_dump, write_dump
 from .stackorder import in_dependency_order
 
 if TYPE_CHECKING:
@@ -68,11 +68,10 @@ async def cmd_start(d: Daemon, args: dict) -> dict:
         spec = LaunchSpec.from_dict(spec_d)
     except (TypeError, ValueError, KeyError) as exc:
         raise ProtocolError(f"malformed spec: {exc}") from None
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
-        raise ProtocolError("env must map strings to strings")
-    from .triggers import check_spec
+    env = env_map(env, "env", "start request")
+    from .triggers import check_spec as check_triggers
 
-    check_spec(spec)  # cron expressions in full (the client checks only their shape)
+    check_triggers(spec)  # cron expressions in full (the client checks only their shape)
     m = await d.sup.create(spec, env)
     return d.row(m)
 
@@ -161,20 +160,15 @@ async def cmd_dump(d: Daemon, args: dict) -> dict:
         for m in sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
         if m.status in states.RUNNING or m.spec.cron  # a cron job between runs is still kept
     ]
-    write_json_atomic(d.home.dump_file, {"version": d.version, "saved": time.time(), "processes": items}, mode=0o600)
+    write_dump(d.home, {"version": d.version, "saved": time.time(), "processes": items})
     return {"path": str(d.home.dump_file), "count": len(items)}
 
 
 @command("resurrect")
 async def cmd_resurrect(d: Daemon, args: dict) -> dict:
-    """args: {} -> {started: [names], skipped: [names], failed: {name: message}} from dump.json."""
-    try:
-        dump = json.loads(d.home.dump_file.read_text())
-        items = dump["processes"]
-    except FileNotFoundError:
-        raise UsageError(f"nothing to resurrect: {d.home.dump_file} does not exist (run `tsm save` first)") from None
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"cannot read {d.home.dump_file}: {exc}") from None
+    """args: {} -> {started: [names], skipped: [names], failed: {name: message}, note: str|None}
+    from dump.json, or from its backup (dump.json.bak, the previous save) when it is unreadable."""
+    items, note = read_dump(d.home)
     started, skipped, failed = [], [], {}
 
     async def one(item: Any) -> Any:
@@ -186,7 +180,8 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
                 return m
             spec = LaunchSpec.from_dict(item["spec"])
             spec.name = name
-            spec.port = item.get("port")
+            spec.port = port_check(item.get("port"), "port", "dump.json entry")
+            env_map(item.get("env") or {}, "env", "dump.json entry")
             spec.port_search = False
             m = await d.sup.create(spec, item.get("env") or {})
             started.append(m.name)
@@ -209,7 +204,10 @@ async def cmd_resurrect(d: Daemon, args: dict) -> dict:
     order = {item.get("name"): i for i, item in enumerate(items) if isinstance(item, dict)}
     started.sort(key=lambda n: order.get(n, 0))
     skipped.sort(key=lambda n: order.get(n, 0))
-    return {"started": started, "skipped": skipped, "failed": failed}
+    out = {"started": started, "skipped": skipped, "failed": failed}
+    if note:
+        out["note"] = note  # read from the backup
+    return out
 
 
 @command("ready")
@@ -277,3 +275,20 @@ async def cmd_rotate(d: Daemon, args: dict) -> list:
 async def cmd_history_flush(d: Daemon, args: dict) -> bool:
     """args: {} -> true once every event and metric queued so far is in the database."""
     return await asyncio.get_running_loop().run_in_executor(None, d.store.flush, 5.0)
+
+
+@command("doctor")
+async def cmd_doctor(d: Daemon, args: dict) -> dict:
+    """args: {fix: bool} -> the report of :func:`tsm_notebook.core.doctor.diagnose` (ports and
+    their holders, orphans, stale and quarantined state, home checks) plus ``problems``. With fix,
+    orphans are stopped (marker checked before each signal) and stale state removed."""
+    from ..core import doctor
+
+    sup = d.sup
+    runs = {m.tsm_id: (m.name, m.run.token if m.pid and m.run else None) for m in sup.procs.values()}
+    fix = bool(args.get("fix", False))
+    loop = asyncio.get_running_loop()
+    report = await loop.run_in_executor(
+        None, lambda: doctor.diagnose(d.home, runs=runs, daemon_pid=os.getpid(), fix=fix))
+    report["problems"] = list(sup.problems)
+    return report

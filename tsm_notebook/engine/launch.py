@@ -7,7 +7,9 @@ process up; the supervisor holds the table, the restart policy and every other a
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import secrets
 import signal
 import subprocess
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import psutil
 
 from ..core import states
+from ..core import marker
 from ..core.errors import StartFailed, UsageError
 from ..core.logread import tail
 from .managed import Managed, Run
@@ -25,7 +28,7 @@ from .proctree import decode
 class Launcher:
     """Spawning and the launch window; mixed into the supervisor, whose state it uses."""
 
-    def _child_env(self, m: Managed) -> dict[str, str]:
+    def _child_env(self, m: Managed, token: str) -> dict[str, str]:
         env = dict(m.env)
         env.update(m.spec.env)
         if m.port is not None:
@@ -35,18 +38,23 @@ class Launcher:
         env["TSM_NAME"] = m.name
         env["TSM_ID"] = str(m.tsm_id)
         env["TSM_HOME"] = str(self.home.root)
+        env["TSM_RUN"] = token  # the marker every descendant inherits (see engine.tracking)
         return env
 
-    def _spawn(self, m: Managed) -> Run:
+    def _spawn(self, m: Managed, token: str) -> Run:
         spec = m.spec
         m.refresh_writers(self.config)
         pipes = self.capture.pipes()
         try:
             try:
+                # the daemon cleared its own signal mask and inherited SIG_IGNs at start-up and
+                # handles (never ignores) the signals it survives, so the child execs with
+                # default dispositions and an empty mask; restore_signals resets SIGPIPE
                 popen = subprocess.Popen(
                     spec.argv,
                     cwd=spec.cwd,
-                    env=self._child_env(m),
+                    env=self._child_env(m, token),
+                    restore_signals=True,
                     stdin=subprocess.DEVNULL,
                     stdout=pipes["out"][1],
                     stderr=pipes["err"][1],
@@ -61,7 +69,11 @@ class Launcher:
             except PermissionError:
                 raise UsageError(f"permission denied: {spec.argv[0]}") from None
             except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM):
+                    raise  # a passing shortage of the daemon's, not the command's fault
                 raise UsageError(f"cannot execute {spec.argv[0]}: {exc.strerror or exc}") from None
+            except ValueError as exc:  # an embedded NUL the checks missed
+                raise UsageError(f"cannot execute {spec.argv[0]!r}: {exc}") from None
         except BaseException:
             for r, w in pipes.values():
                 os.close(r)
@@ -69,11 +81,8 @@ class Launcher:
             raise
         for _, w in pipes.values():
             os.close(w)
-        try:
-            ctime = psutil.Process(popen.pid).create_time()
-        except psutil.Error:
-            ctime = None
-        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
+        ctime = marker.start_time(popen.pid)
+        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime, token=token)
         run.exited = self.loop.create_future()
         self.capture.attach(m, run, pipes)
         self.by_pid[run.pid] = (m, run)
@@ -87,14 +96,28 @@ class Launcher:
         m.exit_code = m.exit_signal = None
         m.problems.pop("start", None)
         m.status = states.check(m.status, states.LAUNCHING)
+        # intent before action: meta.json names the run's token before the spawn, so a daemon
+        # killed in between leaves a child recovery can find (by its marker) and stop
+        token = f"{m.tsm_id}.{secrets.token_hex(6)}"
+        m.intent = token
+        self.save_meta(m)
         try:
-            run = self._spawn(m)
+            run = self._spawn(m, token)
         except UsageError as exc:
+            m.intent = None
             m.problems["start"] = exc.message
             m.status = states.check(m.status, states.ERRORED)
             self.save_meta(m)
             self.on_event(m, "errored", reason=exc.message)
             raise
+        except OSError as exc:
+            m.intent = None
+            self._spawn_failed(m, exc)
+            if wait:
+                raise StartFailed(f"{m.name} could not be spawned: {exc.strerror or exc}", name=m.name) from None
+            return
+        m.intent = None
+        self.tracker.forget()
         m.run = run
         m.start_time = run.started
         self.save_meta(m)
@@ -120,11 +143,14 @@ class Launcher:
             deadline = self.loop.time() + 60.0
         while True:
             remaining = deadline - self.loop.time()
+            if run.cancel_launch.is_set():
+                # a stop or delete arrived: it acts now, this start reports why it ended
+                raise StartFailed(f"{m.name}: the start was cancelled by a stop or delete", name=m.name)
             if run.exited.done() or remaining <= 0:
                 break
             if m.port is not None and accepts(m.port):
                 break
-            step = min(remaining, 0.01 if m.port is not None else remaining)
+            step = min(remaining, 0.01 if m.port is not None else remaining, 0.05)
             try:
                 await asyncio.wait_for(asyncio.shield(run.exited), step)
             except asyncio.TimeoutError:
@@ -153,6 +179,15 @@ class Launcher:
             await self.stop(m)
             raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
         self._mark_online(m, run)
+
+    def _spawn_failed(self, m: Managed, exc: OSError) -> None:
+        """A spawn refused by a passing shortage (no descriptors, no memory): never stuck in
+        launching. It counts as an unstable crash, so the restart policy retries it later and
+        ends in errored, with the reason, if the shortage lasts."""
+        reason = f"spawn failed: {exc.strerror or exc}"
+        m.problems["start"] = reason
+        self.on_event(m, "spawn-failed", reason=reason)
+        self._after_crash(m, 0.0)
 
     def _mark_online(self, m: Managed, run: Run) -> None:
         if m.run is run and m.status == states.LAUNCHING and not run.exited.done():

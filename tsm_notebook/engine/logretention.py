@@ -108,7 +108,8 @@ class RotatedFiles:
             # holding several MB the daemon never gave back (seen as RSS growth under a flood).
             buf = bytearray(_COPY_SIZE)
             view = memoryview(buf)
-            with open(source, "rb", buffering=0) as fin, open(tmp, "wb") as raw:
+            out_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+            with open(source, "rb", buffering=0) as fin, open(out_fd, "wb") as raw:
                 with gzip.GzipFile(source.name, "wb", _GZIP_LEVEL, raw, mtime=0) as gz:
                     while True:
                         n = fin.readinto(buf)

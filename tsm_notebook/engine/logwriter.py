@@ -30,7 +30,8 @@ from .logretention import DEFER_MAX, RotatedFiles, describe
 
 __all__ = ["LogWriter"]
 
-_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+# O_NOFOLLOW: a symlink planted at current.out must not get output appended to its target
+_OPEN_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 IDLE_CHECK = 5.0  # seconds between path checks of a writer that has nothing to do
 class LogWriter(RotatedFiles):
     """Appends one stream ("out" or "err") of a process to ``<directory>/current.<stream>``.
@@ -216,6 +217,12 @@ class LogWriter(RotatedFiles):
         if self._rotation_due(False):
             self._rotate()
         self._prune()
+
+    def recheck(self) -> None:
+        """Check the path now rather than at the next idle check (SIGUSR1: an outside rotation
+        moved the file), reopening ``current.*`` if it moved."""
+        self._last_check = float("-inf")
+        self.tick()
 
     def end_line(self) -> bool:
         """End an unfinished last line with a newline (when a run's pipe closes); True if nothing is pending.

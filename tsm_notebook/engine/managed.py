@@ -28,6 +28,8 @@ class Run:
     exited: asyncio.Future | None = None  # resolves to the wait status
     pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
     launch_waiting: bool = False  # a start request is waiting on this run and reports its death
+    token: str | None = None  # TSM_RUN: every descendant of this run carries it
+    cancel_launch: asyncio.Event = field(default_factory=asyncio.Event)  # a stop arrived mid-launch
 
 
 class Managed:
@@ -52,6 +54,7 @@ class Managed:
         self.port: int | None = spec.port
         self.listen_ports: list[int] = []
         self.interpreter = spec.interpreter
+        self.intent: str | None = None  # token of a run about to be spawned (recorded first)
         self.restart_timer: asyncio.TimerHandle | None = None
         self.problems: dict[str, str] = {}
         self.busy = asyncio.Lock()  # serialises stop/start/restart/delete of this process
@@ -110,6 +113,7 @@ class Managed:
             "exit_signal": self.exit_signal,
             "listen_ports": self.listen_ports,
             "pid_create_time": self.run.create_time if self.run and self.pid else None,
+            "run_token": (self.run.token if self.run and self.pid else None) or self.intent,
             "autorestart": s.autorestart,
             "max_restarts": s.max_restarts,
             "min_uptime": s.min_uptime,

@@ -1,7 +1,13 @@
 """Recovery: what a starting daemon does with the process directories a previous one left.
 
-Every directory is read back as input (meta, spec, env); what was running is brought up again,
-after any survivor of the previous daemon has been stopped.
+Every directory is read back as input (meta, spec, env), checked as a request would be; a bad one
+is moved to ``runtime/quarantine/`` and reported (patrol, doctor, an event), and every other
+process goes on. Before anything is launched, every survivor of the previous daemon is found by
+its marker (``TSM_HOME`` and ``TSM_ID`` in its environment, our uid; see
+:mod:`tsm_notebook.core.marker`) and stopped, whatever became of its session, including one a
+daemon killed between a spawn and the ``meta.json`` write left (the intent recorded before the
+spawn names it). A recorded pid without a matching start time and marker is not ours and is never
+signalled. Then what was running is started again, exactly once.
 """
 
 from __future__ import annotations
@@ -14,13 +20,12 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-import psutil
-
-from ..core import states
-from ..core.errors import TsmError
+from ..core import marker, states
+from ..core.errors import TsmError, UsageError
+from ..core.ondisk import check_meta, env_map
+from ..core.paths import check_own_dir
 from ..core.spec import LaunchSpec
 from .managed import Managed
-from .proctree import group_alive
 from .stackorder import in_dependency_order
 
 if TYPE_CHECKING:
@@ -28,31 +33,71 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tsm.daemon")
 
+#: seconds survivors get between SIGTERM and SIGKILL (they were not ours to stop politely)
+SURVIVOR_GRACE = 3.0
+
+
+def _read(d) -> tuple[dict, LaunchSpec, dict]:
+    """meta, spec and env of one process directory, each checked; raise UsageError naming the file."""
+    check_own_dir(d, "process directory")
+    parts = {}
+    for fname in ("meta.json", "spec.json", "env.json"):
+        try:
+            parts[fname] = json.loads((d / fname).read_text())
+        except FileNotFoundError:
+            raise UsageError(f"{fname} is missing") from None
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{fname} cannot be read ({exc.__class__.__name__}: {exc})") from None
+    meta = check_meta(parts["meta.json"], d.name)
+    try:
+        spec = LaunchSpec.from_dict(parts["spec.json"])
+    except UsageError as exc:
+        raise UsageError(f"spec.json: {exc.message}") from None
+    env = env_map(parts["env.json"], "env", "env.json")
+    return meta, spec, env
+
+
+def quarantine(self: Daemon, d, why: str) -> None:
+    """Move a bad process directory aside (kept for inspection) and report it."""
+    sup = self.sup
+    qdir = self.home.root / "runtime" / "quarantine"
+    dest = qdir / f"{d.name}.{int(time.time())}"
+    try:
+        qdir.mkdir(mode=0o700, exist_ok=True)
+        if dest.exists():
+            dest = qdir / f"{d.name}.{time.time_ns()}"
+        os.rename(d, dest)
+        where = f"moved to {dest}"
+    except OSError as exc:
+        where = f"could not be moved aside: {exc.strerror or exc}"
+    sup.problems.append(f"{d.name}: quarantined: {why} ({where})")
+    log.warning("quarantined %s: %s (%s)", d, why, where)
+    self.store.event(tsm_id=None, name=d.name, event="quarantined", pid=None, exit_code=None, signal=None,
+                     reason=f"{why} ({where})")
+
 
 def recover(self: Daemon) -> None:
-    """Load every process directory; restart what should be running (after a crash or update)."""
+    """Load every process directory; stop every survivor; restart what should be running."""
     sup = self.sup
     assert sup is not None
     pending = []
-    for d in sorted(self.home.processes.iterdir()) if self.home.processes.exists() else []:
-        if not d.is_dir():
+    leaders: dict[int, tuple[int, float]] = {}  # recorded leader pid -> (tsm_id, start time)
+    entries = sorted(self.home.processes.iterdir()) if self.home.processes.exists() else []
+    for d in entries:
+        if d.name.startswith(".") or not (d.is_dir() or d.is_symlink()):
             continue
         try:
-            meta = json.loads((d / "meta.json").read_text())
-            spec_d = json.loads((d / "spec.json").read_text())
-            env = json.loads((d / "env.json").read_text())
-            spec = LaunchSpec.from_dict(spec_d)
-            name, tsm_id = meta["name"], int(meta["tsm_id"])
-            if name != d.name:
-                raise ValueError(f"name {name!r} does not match its directory")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            sup.problems.append(f"{d.name}: unreadable metadata ({exc.__class__.__name__}: {exc})")
-            log.warning("skipping %s: %s", d, exc)
+            meta, spec, env = _read(d)
+            name, tsm_id = meta["name"], meta["tsm_id"]
+            if any(m.tsm_id == tsm_id for m in sup.procs.values()):
+                raise UsageError(f"meta.json: tsm_id {tsm_id} is already used by another process")
+        except UsageError as exc:
+            quarantine(self, d, exc.message)
             continue
         m = Managed(tsm_id, name, spec, env, d, self.config)
         m.port = meta.get("port")
-        m.restarts = int(meta.get("restarts") or 0)
-        m.unstable_restarts = int(meta.get("unstable_restarts") or 0)
+        m.restarts = meta.get("restarts") or 0
+        m.unstable_restarts = meta.get("unstable_restarts") or 0
         m.created = meta.get("created") or m.created
         m.start_time = meta.get("start_time")
         m.exit_code, m.exit_signal = meta.get("exit_code"), meta.get("exit_signal")
@@ -62,58 +107,64 @@ def recover(self: Daemon) -> None:
         sup.procs[name] = m
         sup.next_id = max(sup.next_id, tsm_id + 1)
         if old_status in states.RUNNING or old_status == states.STOPPING:
-            m.status = states.WAITING  # listed as due to restart until _resume brings it up
-            pending.append((m, meta.get("pid"), meta.get("pid_create_time")))
-    _resume_all(self, pending)
+            m.status = states.WAITING  # listed as due to restart until resumed
+            pending.append(m)
+            pid, ctime = meta.get("pid"), meta.get("pid_create_time")
+            if marker.recorded_leader(pid, ctime, str(self.home.root), tsm_id):
+                leaders[pid] = (tsm_id, ctime)
+    # Nothing has been launched yet (no request is served before this returns): every marked
+    # process of this home is a survivor of the previous daemon, managed or left unreadable;
+    # so is a recorded leader whose title overwrote its marker (redis-server does).
+    survivors = dict(sup.tracker.scan(fresh=True))
+    for pid, (tsm_id, _) in leaders.items():
+        survivors.setdefault(pid, (tsm_id, None))
+    task = asyncio.get_running_loop().create_task(_resume(self, pending, survivors, leaders))
+    _BACKGROUND.add(task)
+    task.add_done_callback(_BACKGROUND.discard)
 
 
 _BACKGROUND: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
 
-def _resume_all(self: Daemon, pending: list) -> None:
-    """Bring back what was running, concurrently, but a stack's apps after those they depend on."""
+async def _resume(self: Daemon, pending: list[Managed], survivors: dict, leaders: dict | None = None) -> None:
+    """Stop the survivors (they are no longer ours to reap), then start anew what was running."""
+    home = str(self.home.root)
+    if survivors:
+        by_id: dict = {}
+        for pid, (tid, _) in survivors.items():
+            by_id.setdefault(tid, []).append(pid)
+        known = {m.tsm_id: m for m in self.sup.procs.values()}
+        for tid, pids in sorted(by_id.items(), key=lambda kv: str(kv[0])):
+            m = known.get(tid)
+            reason = "survivor of a previous daemon" if m else "survivor that no readable process owns"
+            self.event(m, "orphan-stopped", pid=min(pids), reason=f"{reason}: pids {sorted(pids)}")
+        pids = list(survivors)
+        leaders = leaders or {}
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            marker.signal_marked([p for p in pids if marker.start_time(p) is not None], sig, home)
+            for pid, (_, ctime) in leaders.items():
+                marker.signal_leader(pid, ctime, sig)
+            if sig == signal.SIGKILL:
+                break
+            deadline = time.monotonic() + SURVIVOR_GRACE
+            while time.monotonic() < deadline and marker.any_alive(pids):
+                await asyncio.sleep(0.02)
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and marker.any_alive(pids):
+            await asyncio.sleep(0.02)
 
-    def bring_up(m: Managed, pid: int | None, ctime: float | None):
-        async def go() -> Managed:
-            await _resume(self, m, pid, ctime)
+    def bring_up(m: Managed):
+        async def one() -> Managed:
+            self.event(m, "recover", reason="was running when the previous daemon ended")
+            try:
+                async with m.busy:
+                    if m.status == states.WAITING:
+                        await self.sup._launch(m, event="start", wait=False)
+            except TsmError as exc:
+                log.warning("%s: could not be recovered: %s", m.name, exc)
             return m
 
-        return go
+        return one
 
-    entries = [(m.spec, bring_up(m, pid, ctime)) for m, pid, ctime in pending]
-    task = asyncio.get_running_loop().create_task(in_dependency_order(entries))
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-async def _resume(self: Daemon, m: Managed, pid: int | None, ctime: float | None) -> None:
-    """Stop a survivor of a previous daemon (it is no longer ours to reap), then start anew."""
-    if pid and _same_process(pid, ctime):
-        self.event(m, "orphan-stopped", pid=pid, reason="survivor of a previous daemon")
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.monotonic() + m.spec.kill_timeout
-        while time.monotonic() < deadline and group_alive(pid):
-            await asyncio.sleep(0.02)
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline and group_alive(pid):
-            await asyncio.sleep(0.02)
-    self.event(m, "recover", reason="was running when the previous daemon ended")
-    try:
-        async with m.busy:
-            await self.sup._launch(m, event="start", wait=False)
-    except TsmError as exc:
-        log.warning("%s: could not be recovered: %s", m.name, exc)
-
-
-def _same_process(pid: int, ctime: float | None) -> bool:
-    try:
-        p = psutil.Process(pid)
-        return ctime is None or abs(p.create_time() - ctime) < 0.01
-    except psutil.Error:
-        return False
+    # concurrently, but a stack's apps after those they depend on
+    await in_dependency_order([(m.spec, bring_up(m)) for m in pending])

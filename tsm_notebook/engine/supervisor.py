@@ -22,9 +22,11 @@ from ..core.config import Config
 from ..core.errors import PortInUse, ProcessExists, ProcessNotFound, TsmError, UsageError
 from .capture import Capture
 from .launch import Launcher
-from .proctree import decode, group_alive, kill, killpg, signum
+from ..core import marker
+from .proctree import decode, group_alive, signum
+from .tracking import Tracker
 from .managed import Managed, Run
-from ..core.paths import Home, write_json_atomic
+from ..core.paths import Home, check_own_dir, write_json_atomic, write_text_nofollow
 from .ports import first_free, holder, is_free, listening, tree_pids
 from .stackorder import stack_members
 from ..core.spec import LaunchSpec, final_name
@@ -56,6 +58,7 @@ class Supervisor(Launcher):
         self.problems: list[str] = []  # home-level problems (corrupt metadata, ...)
         self.children: dict[int, Callable[[int], None]] = {}  # other children (hooks): pid -> on_exit(status)
         self.capture = Capture(self.loop, on_event=on_event, save_meta=self.save_meta)
+        self.tracker = Tracker(str(home.root))
 
     # ------------------------------------------------------------------ ids, lookup, persistence
 
@@ -72,9 +75,7 @@ class Supervisor(Launcher):
         while n in used:
             n += 1
         self.next_id = n + 1
-        tmp = self.home.next_id_file.with_suffix(".tmp")
-        tmp.write_text(str(self.next_id))
-        os.replace(tmp, self.home.next_id_file)
+        write_json_atomic(self.home.next_id_file, self.next_id)
         return n
 
     def resolve(self, target: Any) -> list[Managed]:
@@ -100,7 +101,7 @@ class Supervisor(Launcher):
             write_json_atomic(m.dir / "meta.json", m.meta())
             pidfile = m.dir / f"{m.name}.pid"
             if m.pid:
-                pidfile.write_text(f"{m.pid}\n")
+                write_text_nofollow(pidfile, f"{m.pid}\n")
             else:
                 pidfile.unlink(missing_ok=True)
             m.problems.pop("meta", None)
@@ -135,6 +136,11 @@ class Supervisor(Launcher):
         """The managed process whose tree contains ``pid``."""
         if not pid:
             return None
+        env = marker.environ_marker(pid)
+        if env and env.get("TSM_HOME") == str(self.home.root) and marker.uid_of(pid) == os.getuid():
+            for m in self.procs.values():  # marked: found even if it left the tree (setsid)
+                if str(m.tsm_id) == env.get("TSM_ID"):
+                    return m
         for m in self.procs.values():
             if m.pid and pid in tree_pids(m.pid):
                 return m
@@ -174,12 +180,16 @@ class Supervisor(Launcher):
         directory = self.home.process_dir(name)
         tsm_id = self._take_id()
         try:
-            directory.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(mode=0o700, exist_ok=True)
+            check_own_dir(directory, "process directory")  # never a symlink planted there
             write_json_atomic(directory / "env.json", env, mode=0o600)
             write_json_atomic(directory / "spec.json", spec.to_dict())
             m = Managed(tsm_id, name, spec, env, directory, self.config)
-        except OSError as exc:
-            shutil.rmtree(directory, ignore_errors=True)
+        except (OSError, UsageError) as exc:
+            if not os.path.islink(directory):
+                shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, UsageError):
+                raise
             raise TsmError(f"cannot create {directory}: {exc}") from None
         m.port = port
         self.procs[name] = m
@@ -219,8 +229,8 @@ class Supervisor(Launcher):
     def _on_exit(self, m: Managed, run: Run, status: int) -> None:
         self.capture.drain(m, run)
         code, sig = decode(status)
-        # clean tree: nothing of a finished run outlives its leader
-        killpg(run.pid, signal.SIGKILL)
+        # clean tree: nothing of a finished run outlives its leader, not even what left its group
+        self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
         if m.run is not run:
             return
         m.exit_code, m.exit_signal = code, sig
@@ -290,28 +300,25 @@ class Supervisor(Launcher):
                 if m.status in (states.WAITING, states.ERRORED, states.LAUNCHING, states.ONLINE):
                     self.set_status(m, states.STOPPED, event, reason=reason)
             return
+        run.cancel_launch.set()
         self.set_status(m, states.STOPPING)
         sig = signum(m.spec.stop_signal)
-        # descendants that left the group (setsid) are signalled by pid too
-        extra = [p for p in tree_pids(run.pid) if p != run.pid]
-        killpg(run.pid, sig)
-        for p in extra:
-            kill(p, sig)
+        # the whole run: its group, and by marker what left the group (setsid, double fork)
+        extra = self.tracker.signal_run(run.pid, run.token, sig)
         deadline = self.loop.time() + m.spec.kill_timeout
         while self.loop.time() < deadline:
-            if run.exited.done() and not group_alive(run.pid):
+            if run.exited.done() and not group_alive(run.pid) and not marker.any_alive(extra):
                 break
             await asyncio.sleep(0.01 if self.loop.time() < deadline - 1 else 0.02)
         else:
-            killpg(run.pid, signal.SIGKILL)
-            for p in extra:
-                kill(p, signal.SIGKILL)
+            self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
             self.on_event(m, "kill", pid=run.pid, reason=f"still alive after kill_timeout {m.spec.kill_timeout}s")
         try:
             await asyncio.wait_for(asyncio.shield(run.exited), 5.0)
         except asyncio.TimeoutError:
             log.error("%s: pid %s did not exit after SIGKILL", m.name, run.pid)
-        killpg(run.pid, signal.SIGKILL)
+        # anything forked during the stop
+        self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
         code, sig_ = decode(run.exited.result()) if run.exited.done() else (None, None)
         m.exit_code, m.exit_signal = code, sig_
         self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_, reason=reason)
@@ -331,11 +338,20 @@ class Supervisor(Launcher):
             m.consecutive_unstable = m.consecutive_crashes = 0
             await self._launch(m, event="start")
 
+    @staticmethod
+    def _cancel_launch(m: Managed) -> None:
+        """A stop or delete acts at once: a start waiting out its launch (``--wait-port``) holds
+        the process's lock; tell it to give up so the lock comes free now, not in 60 s."""
+        if m.run is not None and m.status == states.LAUNCHING:
+            m.run.cancel_launch.set()
+
     async def stop_one(self, m: Managed) -> None:
+        self._cancel_launch(m)
         async with m.busy:
             await self.stop(m)
 
     async def delete(self, m: Managed) -> None:
+        self._cancel_launch(m)
         async with m.busy:
             await self.stop(m)
             self.procs.pop(m.name, None)

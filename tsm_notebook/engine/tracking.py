@@ -1,0 +1,64 @@
+"""Descendant tracking: every process of a run, wherever it went, found by its marker.
+
+A run's processes are its leader's process group plus everything carrying the run's token
+(``TSM_RUN``) in its environment: a ``setsid`` or double-forked descendant leaves the group but
+keeps the token. The daemon is also the child subreaper, so such escapees are reparented to it
+and reaped. One scan of ``/proc`` serves every stop that asks within :data:`SCAN_TTL` seconds
+(stopping 500 processes at once reads ``/proc`` a few times, not 500 times); nothing scans on a
+periodic tick.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ..core import marker
+from .proctree import killpg
+
+#: seconds one scan of /proc is reused by stops asking at the same moment
+SCAN_TTL = 0.1
+#: the same for a "fresh" scan (after a leader's exit): exits of a mass stop share scans too
+FRESH_TTL = 0.02
+
+
+class Tracker:
+    """The marked processes of one home, scanned on demand."""
+
+    def __init__(self, home: str, *, clock=time.monotonic):
+        self.home = home
+        self.clock = clock
+        self._scan: dict[int, tuple[int | None, str | None]] = {}
+        self._at = -1e9
+
+    def scan(self, *, fresh: bool = False) -> dict[int, tuple[int | None, str | None]]:
+        """``{pid: (tsm_id, token)}`` of every marked process of the home (never the daemon)."""
+        now = self.clock()
+        if now - self._at > (FRESH_TTL if fresh else SCAN_TTL):
+            try:
+                self._scan = marker.marked(self.home, exclude=(os.getpid(),))
+            except OSError:  # out of descriptors: nothing can be proven ours now
+                self._scan = {}
+            self._at = now
+        return self._scan
+
+    def of_run(self, token: str | None, *, fresh: bool = False) -> list[int]:
+        """The live pids carrying run ``token``."""
+        if not token:
+            return []
+        return [p for p, (_, t) in self.scan(fresh=fresh).items() if t == token]
+
+    def of_id(self, tsm_id: int, *, fresh: bool = False) -> list[int]:
+        """The live pids carrying ``tsm_id`` (any run)."""
+        return [p for p, (i, _) in self.scan(fresh=fresh).items() if i == tsm_id]
+
+    def signal_run(self, leader: int, token: str | None, sig: int, *, fresh: bool = False) -> list[int]:
+        """Signal the leader's group and every process of the run; return the marked pids."""
+        killpg(leader, sig)
+        pids = self.of_run(token, fresh=fresh)
+        marker.signal_marked(pids, sig, self.home)
+        return pids
+
+    def forget(self) -> None:
+        """Drop the cached scan (after a spawn, so the next stop sees the new run)."""
+        self._at = -1e9
