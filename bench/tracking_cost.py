@@ -1,7 +1,7 @@
 """What descendant tracking costs: `ls`, one start, one stop, `stop all` and the idle daemon's CPU
 with 50 and 500 managed processes, for this tree and a tree without tracking, in one run.
 
-    python bench/tracking_cost.py --before /path/to/old/checkout [--sizes 50,500] [--idle 5]
+    python bench/tracking_cost.py --before /path/to/old/checkout [--sizes 50,500] [--idle 5] [--rounds 2]
 
 Each tree runs in its own interpreter (``PYTHONPATH`` points at it) against a fresh home; the
 processes are ``sleep`` (brought up together through ``resurrect``). Figures: milliseconds
@@ -91,6 +91,7 @@ def main() -> int:
     ap.add_argument("--before", required=True, help="a checkout without descendant tracking")
     ap.add_argument("--sizes", default="50,500")
     ap.add_argument("--idle", type=float, default=5.0, help="seconds of idle CPU measured")
+    ap.add_argument("--rounds", type=int, default=1, help="before/after pairs, alternated (the machine is noisy)")
     ap.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker is not None:
@@ -98,7 +99,7 @@ def main() -> int:
         return 0
     rows = []
     for n in (int(s) for s in a.sizes.split(",")):
-        for label, tree in (("before", Path(a.before).resolve()), ("after", HERE)):
+        for label, tree in (("before", Path(a.before).resolve()), ("after", HERE)) * a.rounds:
             env = dict(os.environ, PYTHONPATH=str(tree))
             env.pop("TSM_HOME", None)
             r = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--before", a.before, "--idle",

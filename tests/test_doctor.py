@@ -49,6 +49,7 @@ def test_orphans_are_reported_and_fixed_but_foreign_processes_never(tsm, foreign
     try:
         r = doctor(tsm)
         assert [o["pid"] for o in r["orphans"]] == [lost.pid]
+        assert f"orphan: pid {lost.pid}" in tsm.run("patrol", check=True).stdout
         text = tsm.run("doctor")
         assert text.returncode == 1 and "doctor --fix" in text.stdout
         r = doctor(tsm, "--fix")

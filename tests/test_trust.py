@@ -162,3 +162,14 @@ def test_tsm_kill_with_a_dead_daemon_still_stops_the_home(tsm, foreign):
     assert "stopped" in r.stdout, r.stdout
     assert not marked(tsm)
     assert foreign.poll() is None
+
+
+def test_stop_all_after_a_daemon_kill9_stops_every_tree_once(tsm):
+    start_escaper(tsm)
+    old = set(marked(tsm))
+    kill_daemon(tsm)
+    tsm.client.close()
+    tsm.run("stop", "all", check=True)  # a new daemon recovers, then stops
+    assert not old & set(marked(tsm))
+    wait_for(lambda: not marked(tsm), message="nothing of the home to run")
+    assert tsm.row("d")["status"] == "stopped"

@@ -176,3 +176,15 @@ def _spec(tsm) -> dict:
     from tsm_notebook.core.spec import build_spec
 
     return build_spec("sleep 600", name="n").to_dict()
+
+
+def test_usr1_reopens_the_logs_after_an_outside_rotation(tsm):
+    tsm.run("start", "sh -c 'while true; do echo tick; sleep 0.05; done'", "--name", "r", check=True)
+    pid = tsm.daemon_pid()
+    log, out = tsm.home / "daemon.log", tsm.proc_dir("r") / "current.out"
+    os.rename(log, tsm.home / "daemon.log.moved")
+    os.rename(out, tsm.proc_dir("r") / "moved.out")
+    os.kill(pid, signal.SIGUSR1)
+    wait_for(lambda: log.exists() and "logs reopened" in log.read_text(), message="daemon.log to be reopened")
+    wait_for(lambda: out.exists() and b"tick" in out.read_bytes(), message="current.out to be reopened")
+    assert tsm.call("ping")["pid"] == pid

@@ -237,6 +237,11 @@ async def cmd_patrol(d: Daemon, args: dict) -> dict:
             found.append(f"{m.name}: meta.json was missing")
             sup.save_meta(m)
             fixed.append(f"{m.name}: meta.json rewritten")
+    live = {m.run.token for m in sup.procs.values() if m.pid and m.run and m.run.token}
+    for pid, (tid, token) in sorted(sup.tracker.scan(fresh=True).items()):
+        if token not in live:  # carries the home's marker, but no managed run owns it
+            found.append(f"orphan: pid {pid} carries this home's marker (TSM ID {tid}) but no managed "
+                         "process owns it (`tsm doctor --fix` stops it)")
     known = {m.dir.name for m in sup.procs.values()}
     for p in sorted(d.home.processes.iterdir()) if d.home.processes.exists() else []:
         if p.name in known or p.name.startswith("."):

@@ -35,7 +35,9 @@ def sanitize() -> None:
     start-up, before any thread exists: threads and children inherit the mask)."""
     signal.pthread_sigmask(signal.SIG_SETMASK, [])
     for sig in signal.valid_signals():
-        if sig in (signal.SIGKILL, signal.SIGSTOP):
+        # SIGPIPE stays ignored (Python's choice, and the daemon writes to peers that may have
+        # gone); Popen's restore_signals gives children its default back
+        if sig in (signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE):
             continue
         try:
             if signal.getsignal(sig) == signal.SIG_IGN:
