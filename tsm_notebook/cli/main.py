@@ -219,7 +219,7 @@ def cmd_up(c: Client, ns) -> int:
         run = stack.up(st, apps=apps, home=c.home, on_change=None if ns.json else Progress())
     except TsmError as exc:
         print(f"tsm: {exc.message}", file=sys.stderr)
-        return 1
+        return 130 if exc.fields.get("interrupted") else 1
     if ns.json:
         _print_json({"stack": run.name, "apps": [a.to_dict() for a in run.apps.values()]})
     return 0
@@ -232,7 +232,13 @@ def cmd_down(c: Client, ns) -> int:
     path, name, apps = commands.stack_items(ns.items)
     if name is None:
         name = commands.load_stack(path, env_name=ns.environment).name
-    stack.down(name, apps=apps, home=c.home, on_change=Progress())
+    try:
+        stack.down(name, apps=apps, home=c.home, on_change=Progress())
+    except TsmError as exc:
+        if not exc.fields.get("interrupted"):
+            raise
+        print(f"tsm: {exc.message}", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -1,0 +1,151 @@
+"""Stacks used as a demanding user uses them: Ctrl-C in the middle of `tsm up`, a kernel interrupt
+while a notebook waits on a bring-up, the same bring-up started twice from one process, ports
+that collide between apps. Real daemon, real children (stdlib HTTP servers), the real `tsm`
+command line and a real kernel."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from conftest import PY, accepts, free_port, wait_for
+
+#: a server that listens only once the file GATE exists: its readiness is in the test's hands
+GATED = textwrap.dedent("""\
+    import os, sys, time, http.server
+    gate, port = sys.argv[1], int(sys.argv[2])
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), http.server.SimpleHTTPRequestHandler).serve_forever()
+    """)
+
+
+def gated_stack(tmp_path, name: str = "gated") -> tuple:
+    """db (ready at once) <- api (ready once ``gate`` exists) <- web; returns (file, gate, ports)."""
+    db, api, web = free_port(), free_port(), free_port()
+    (tmp_path / "gated.py").write_text(GATED)
+    gate = tmp_path / "gate"
+    file = tmp_path / "tsm.toml"
+    file.write_text(textwrap.dedent(f"""\
+        name = "{name}"
+        [db]
+        argv = ["{PY}", "-m", "http.server", "{db}", "--bind", "127.0.0.1"]
+        port = {db}
+        [api]
+        argv = ["{PY}", "gated.py", "{gate}", "{api}"]
+        port = {api}
+        depends_on = ["db"]
+        ready_timeout = "60s"
+        [web]
+        argv = ["{PY}", "-m", "http.server", "{web}", "--bind", "127.0.0.1"]
+        port = {web}
+        depends_on = ["api"]
+        """))
+    return file, gate, (db, api, web)
+
+
+def rows(tsm) -> dict[str, dict]:
+    return {r["name"]: r for r in tsm.call("ls", all=True)}
+
+
+def online(tsm, name: str) -> bool:
+    r = rows(tsm).get(name)
+    return bool(r and r["status"] == "online")
+
+
+def test_ctrl_c_during_up_ends_cleanly_and_up_again_continues(tsm, tmp_path):
+    file, gate, (db, api, web) = gated_stack(tmp_path)
+    p = subprocess.Popen([sys.executable, "-m", "tsm_notebook", "up", str(file)], env=tsm.env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: online(tsm, f"api-{api}"), 30, message="api started, waiting on its port")
+        p.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert "bring-up interrupted" in err and "up: db" in err and "not finished: api" in err and "not started: web" in err, err
+    assert "tsm up` again continues" in err
+    have = rows(tsm)
+    assert have[f"db-{db}"]["status"] == "online" and have[f"api-{api}"]["status"] == "online"
+    assert f"web-{web}" not in have  # nothing started after the interrupt
+    evs = json.loads(tsm.run("events", "--json", check=True).stdout)
+    assert not [e for e in evs if e["event"] == "ready" and e["name"] == f"api-{api}"]
+
+    gate.touch()
+    r = tsm.run("up", str(file), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert accepts(web)
+    assert len([n for n in rows(tsm) if n.startswith("api-")]) == 1
+
+
+def test_a_second_up_of_the_same_stack_replaces_the_first(tsm, tmp_path):
+    import tsm_notebook as api_
+
+    file, gate, (db, api, web) = gated_stack(tmp_path)
+    first = api_.up(str(file), home=tsm.home)
+    wait_for(lambda: dict((a["name"], a["state"]) for a in first.apps)["api"] == "checking", 30,
+             message="api checking")
+    second = api_.up(str(file), home=tsm.home)  # the cell run again
+    wait_for(lambda: first.done, 30, message="the first run to settle")
+    assert first.error and "replaced by a new up of stack gated" in first.error, first.error
+    states = dict((a["name"], a["state"]) for a in first.apps)
+    assert states == {"db": "ready", "api": "interrupted", "web": "skipped"}, states
+    gate.touch()
+    second.wait(60)
+    assert [(a["name"], a["state"]) for a in second.apps][2] == ("web", "ready")
+    assert sorted(n.split("-")[0] for n in rows(tsm)) == ["api", "db", "web"]
+
+
+def test_two_ups_back_to_back_do_not_race(tsm, tmp_path):
+    import tsm_notebook as api_
+
+    file, gate, (db, api, web) = gated_stack(tmp_path)
+    gate.touch()
+    first = api_.up(str(file), home=tsm.home)
+    second = api_.up(str(file), home=tsm.home)
+    second.wait(60)
+    first.run.done.wait(60)
+    assert first.error is None or "replaced by a new up" in first.error, first.error
+    assert sorted(rows(tsm)) == sorted([f"db-{db}", f"api-{api}", f"web-{web}"])
+
+
+def test_ports_colliding_between_apps_are_refused(tsm, tmp_path):
+    a, b = free_port(), free_port()
+    file = tmp_path / "tsm.toml"
+    file.write_text(textwrap.dedent(f"""\
+        [a]
+        argv = ["{PY}", "-m", "http.server", "{a}"]
+        port = {a}
+        [b]
+        argv = ["{PY}", "-m", "http.server", "{a}"]
+        port = {a}
+        """))
+    r = tsm.run("up", str(file))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"tsm.toml:6: b.port: port {a} is also a's (tsm.toml:3)" in r.stderr, r.stderr
+    # instances of a "P+" port take P, P+1, ...: another app on P+1 collides with the second one
+    file.write_text(textwrap.dedent(f"""\
+        [web]
+        cmd = "{PY} -m http.server $PORT"
+        port = "{b}+"
+        instances = 2
+        [admin]
+        cmd = "{PY} -m http.server $PORT"
+        port = {b + 1}
+        """))
+    r = tsm.run("up", str(file))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"tsm.toml:7: admin.port: port {b + 1} is also web's (tsm.toml:3)" in r.stderr, r.stderr
+    assert tsm.call("ls", all=True) == []
