@@ -134,7 +134,7 @@ def test_ports_colliding_between_apps_are_refused(tsm, tmp_path):
         """))
     r = tsm.run("up", str(file))
     assert r.returncode == 2, r.stdout + r.stderr
-    assert f"tsm.toml:6: b.port: port {a} is also a's (tsm.toml:3)" in r.stderr, r.stderr
+    assert f"tsm.toml:6: b.port: port {a} is also a's (line 3): give each app its own port" in r.stderr, r.stderr
     # instances of a "P+" port take P, P+1, ...: another app on P+1 collides with the second one
     file.write_text(textwrap.dedent(f"""\
         [web]
@@ -147,5 +147,5 @@ def test_ports_colliding_between_apps_are_refused(tsm, tmp_path):
         """))
     r = tsm.run("up", str(file))
     assert r.returncode == 2, r.stdout + r.stderr
-    assert f"tsm.toml:7: admin.port: port {b + 1} is also web's (tsm.toml:3)" in r.stderr, r.stderr
+    assert f"tsm.toml:7: admin.port: port {b + 1} is also web's (line 3): give each app its own port" in r.stderr, r.stderr
     assert tsm.call("ls", all=True) == []
