@@ -149,3 +149,49 @@ def test_ports_colliding_between_apps_are_refused(tsm, tmp_path):
     assert r.returncode == 2, r.stdout + r.stderr
     assert f"tsm.toml:7: admin.port: port {b + 1} is also web's (line 3): give each app its own port" in r.stderr, r.stderr
     assert tsm.call("ls", all=True) == []
+
+
+@pytest.mark.notebook
+def test_a_kernel_interrupt_while_waiting_stops_the_bring_up_and_the_kernel_goes_on(tsm, tmp_path):
+    from jupyter_client.manager import start_new_kernel
+
+    file, gate, (db, api, web) = gated_stack(tmp_path)
+    km, kc = start_new_kernel(kernel_name="python3", env=tsm.env, cwd=str(tmp_path))
+
+    def run(code: str, interrupt_when=None, timeout: float = 60) -> tuple[str, str | None]:
+        """Execute ``code``; interrupt the kernel once ``interrupt_when()`` is true. (stdout, error name)."""
+        msg_id, out, error, sent = kc.execute(code), [], None, False
+        deadline = time.monotonic() + timeout
+        while True:
+            if interrupt_when is not None and not sent and interrupt_when():
+                km.interrupt_kernel()
+                sent = True
+            try:
+                m = kc.get_iopub_msg(timeout=0.05)
+            except queue.Empty:
+                assert time.monotonic() < deadline, f"cell did not finish: {code!r} {out}"
+                continue
+            if m["parent_header"].get("msg_id") != msg_id:
+                continue
+            if m["msg_type"] == "stream":
+                out.append(m["content"]["text"])
+            elif m["msg_type"] == "error":
+                error = m["content"]["ename"]
+            elif m["msg_type"] == "status" and m["content"]["execution_state"] == "idle":
+                return "".join(out), error
+
+    try:
+        assert run("%load_ext tsm_notebook") == ("", None)
+        assert run("st = %tsm up") == ("", None)  # returns at once: the bring-up runs on
+        _, error = run("st.wait(60)", interrupt_when=lambda: online(tsm, f"api-{api}"))
+        assert error == "KeyboardInterrupt"
+        out, error = run("print(st.done, [(a['name'], a['state']) for a in st.apps])\nprint(st.error)")
+        assert error is None and out.startswith("True [('db', 'ready'), ('api', 'interrupted'), ('web', 'skipped')]"), out
+        assert "bring-up interrupted" in out
+        assert f"web-{web}" not in rows(tsm)
+        gate.touch()
+        out, error = run("st = %tsm up\nst.wait(60)\nprint([(a['name'], a['state']) for a in st.apps])")
+        assert error is None and "('web', 'ready')" in out, out
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
