@@ -195,3 +195,45 @@ def test_a_kernel_interrupt_while_waiting_stops_the_bring_up_and_the_kernel_goes
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_up_says_what_it_removed(tsm, tmp_path):
+    one, two = free_port(), free_port()
+    file = tmp_path / "tsm.toml"
+    apps = f"""\
+        [one]
+        argv = ["{PY}", "-m", "http.server", "{one}", "--bind", "127.0.0.1"]
+        port = {one}
+        """
+    file.write_text(textwrap.dedent(apps + f"""\
+        [two]
+        cmd = "{PY} -m http.server $PORT --bind 127.0.0.1"
+        port = {two}
+        """))
+    tsm.run("up", str(file), check=True)
+    file.write_text(textwrap.dedent(apps))
+    r = tsm.run("up", str(file), check=True)
+    assert f"x two-{two}" in r.stdout and "removed    no longer in the file" in r.stdout, r.stdout
+    assert sorted(rows(tsm)) == [f"one-{one}"]
+
+
+def test_up_after_save_and_resurrect_leaves_the_stack_alone(tsm, tmp_path):
+    fixed, searched = free_port(), free_port()
+    file = tmp_path / "tsm.toml"
+    file.write_text(textwrap.dedent(f"""\
+        [db]
+        argv = ["{PY}", "-m", "http.server", "{fixed}", "--bind", "127.0.0.1"]
+        port = {fixed}
+        [web]
+        cmd = "{PY} -m http.server $PORT --bind 127.0.0.1"
+        port = "{searched}+"
+        depends_on = ["db"]
+        """))
+    tsm.run("up", str(file), check=True)
+    tsm.run("save", check=True)
+    tsm.run("kill", check=True)
+    tsm.run("resurrect", check=True)
+    before = {n: (r["pid"], r["restarts"]) for n, r in rows(tsm).items()}
+    r = tsm.run("up", str(file), check=True)
+    assert [line.split()[:3] for line in r.stdout.splitlines()[1:]] == [["=", "db", "unchanged"], ["=", "web", "unchanged"]], r.stdout
+    assert {n: (r["pid"], r["restarts"]) for n, r in rows(tsm).items()} == before

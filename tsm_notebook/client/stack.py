@@ -152,7 +152,7 @@ def _interrupted(run: StackRun) -> StackFailed:
     parts = [f"{label}: {', '.join(groups[s])}" for s, label in (
         ("ready", "up"), ("unchanged", "up (unchanged)"), ("stopped", "stopped"),
         ("failed", "failed"), ("interrupted", "not finished"), ("skipped", "not started"),
-        ("stopping", "stopping"), ("pending", "left as they were")) if groups.get(s)]
+        ("stopping", "stopping"), ("pending", "left as they were"), ("removed", "removed")) if groups.get(s)]
     verb = "bring-up" if run.verb == "up" else "stop"
     again = ("what is up keeps running; `tsm up` again continues" if run.verb == "up"
              else "`tsm down` again finishes it")
@@ -207,9 +207,11 @@ def _instance(row: dict[str, Any]) -> int:
 
 
 def _same(old: dict[str, Any], new: LaunchSpec) -> bool:
-    """Whether a kept spec is the one the file asks for now (a searched port may differ)."""
+    """Whether a kept spec is the one the file asks for now. The process is matched by its app
+    and instance, so its name is not compared (``tsm resurrect`` records the process's name, and
+    the port it found, as given); nor is a searched port (``8000+``)."""
     want = new.to_dict()
-    skip = {"port"} if want.get("port_search") else set()
+    skip = {"name", "port", "port_search"} if want.get("port_search") else {"name"}
     return all(old.get(k) == v for k, v in want.items() if k not in skip)
 
 
@@ -269,6 +271,12 @@ def _remove_orphans(run: StackRun, c: Client, stack: Stack, current: list[dict[s
         if app is None or _instance(r) >= app.instances:
             run.check()
             c.call("delete", target=r["name"])
+            gone = AppProgress(r["name"] if r["name"] not in run.apps else f"{r['name']} (removed)")
+            gone.processes = [r["name"]]
+            with run.lock:  # shown like the file's apps: what `up` did is all on screen
+                run.apps[gone.name] = gone
+            why = "no longer in the file" if app is None else f"{app.name} has {app.instances} instance(s) now"
+            run.set(gone, "removed", why)
 
 
 def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[str, threading.Event],
