@@ -24,11 +24,8 @@ following ``up`` continues from there.
 from __future__ import annotations
 
 import copy
-import re
-import socket
 import threading
 import time
-from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
@@ -40,10 +37,10 @@ from ..core.spec import LaunchSpec
 from ..core.stackfile import Stack
 from .client import Client
 from . import commands
+from .stackready import log_sizes, message, wait_ready
 
 __all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "members", "up"]
 
-POLL = 0.01  # seconds between readiness checks (a check is one local request)
 #: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
 STATES = ("pending", "waiting", "starting", "checking", "ready", "unchanged", "failed", "skipped",
           "interrupted", "stopping", "stopped", "removed")  # fmt: skip
@@ -322,12 +319,12 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
             if old["status"] in states.RUNNING or (app.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
                 row = old  # left alone: its log since it started counts for a log check
             else:
-                offsets[old["name"]] = _log_sizes(old)
+                offsets[old["name"]] = log_sizes(old)
                 row = c.call("start_existing", target=old["name"])[0]
                 changed = True
         else:
             if old is not None:
-                offsets[old["name"]] = _log_sizes(old)
+                offsets[old["name"]] = log_sizes(old)
                 if old["status"] in states.ALIVE | states.RUNNING:
                     c.call("stop", target=old["name"])
             row = _start(c, spec, app, env)
@@ -339,7 +336,7 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
         with run.lock:
             progress.processes = list(names)
     run.set(progress, "checking", "")
-    details = [_wait_ready(run, c, stack.name, app, n, offsets.get(n, {})) for n in names]
+    details = [wait_ready(run, c, stack.name, app, n, offsets.get(n, {})) for n in names]
     for n, detail in zip(names, details):  # the history shows when each app was ready for its dependants
         c.call("ready", target=n, reason=detail)
     progress.elapsed = time.monotonic() - progress.started
@@ -355,122 +352,7 @@ def _start(c: Client, spec: LaunchSpec, app: Any, env: dict[str, str] | None) ->
         lines = list(exc.fields.get("stderr") or ())
         code = exc.fields.get("exit_code")
         reason = f"exited with code {code}" if code is not None else exc.message.splitlines()[0]
-        raise StackFailed(_message(app.name, reason, lines), stack=spec.stack, app=app.name, reason=reason, lines=lines) from None
-
-
-def _message(app: str, reason: str, lines: list[str]) -> str:
-    text = f"{app} failed: {reason}"
-    if lines:
-        text += ":\n" + "\n".join("  " + ln for ln in lines)
-    return text + "\n(what was up keeps running)"
-
-
-def _log_sizes(row: dict[str, Any]) -> dict[str, int]:
-    sizes = {}
-    for stream in ("out", "err"):
-        try:
-            sizes[stream] = Path(row["dir"], f"current.{stream}").stat().st_size
-        except (OSError, KeyError, TypeError):
-            sizes[stream] = 0
-    return sizes
-
-
-def _last_lines(row: dict[str, Any], n: int = 10) -> list[str]:
-    from ..core.logread import tail
-
-    try:
-        lines = tail(Path(row["dir"]), stream="err", lines=n) or tail(Path(row["dir"]), stream="out", lines=n)
-    except (OSError, KeyError, TypeError, TsmError):
-        return []
-    return [ln.text for ln in lines]
-
-
-def _accepts(port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> int | None:
-    """The status of a GET when it is 2xx/3xx, else None (no proxy: the app is on this machine)."""
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2.0) as resp:
-            return resp.status if 200 <= resp.status < 400 else None
-    except urllib.error.HTTPError as exc:
-        return exc.code if 300 <= exc.code < 400 else None
-    except (OSError, ValueError):
-        return None
-
-
-def _log_match(row: dict[str, Any], pattern: str, offsets: dict[str, int]) -> bool:
-    regex = re.compile(pattern)
-    for stream in ("out", "err"):
-        path = Path(row["dir"], f"current.{stream}")
-        try:
-            with open(path, "rb") as f:
-                start = offsets.get(stream, 0)
-                if f.seek(0, 2) < start:
-                    start = 0  # rotated since: the new file is all new
-                f.seek(start)
-                data = f.read()
-        except OSError:
-            continue
-        if any(regex.search(line) for line in data.decode("utf-8", "replace").splitlines()):
-            return True
-    return False
-
-
-def _wait_ready(run: StackRun, c: Client, stack: str, app: Any, name: str, offsets: dict[str, int]) -> str:
-    """Poll until ``name`` is ready; return what showed it. Raises StackFailed."""
-    kind = app.ready
-    deadline = time.monotonic() + app.ready_timeout
-    waited = {"online": "online", "port": "its port to accept", "exit": "it to exit"}.get(kind) if isinstance(kind, str) else None
-    while True:
-        run.check()
-        row = c.call("describe", target=name)[0]
-        status, code = row["status"], row.get("exit_code")
-        if kind == "exit":
-            if status == states.STOPPED and code == 0:
-                return "exited with code 0"
-            if status in (states.STOPPED, states.ERRORED) or (status == states.WAITING and code not in (None, 0)):
-                reason = f"exited with code {code}" if code is not None else f"{status}"
-                raise _failed(stack, app, reason, row)
-        elif status in (states.STOPPED, states.ERRORED):
-            what = f" (exit code {code})" if code is not None else ""
-            raise _failed(stack, app, f"{status} before it was ready{what}", row)
-        elif status == states.ONLINE:
-            port = row.get("port")
-            if kind == "online":
-                return "online"
-            if kind == "port" and _accepts(port):
-                return f"port {port} accepts"
-            if isinstance(kind, str) and kind.startswith(("http://", "https://")):
-                url = re.sub(r"\$\{PORT\}|\$PORT\b", str(port), kind)
-                waited = f"{url} to answer 2xx/3xx"
-                answer = _http_ok(url)
-                if answer is not None:
-                    return f"{url} answered {answer}"
-            if isinstance(kind, dict):
-                waited = f"a log line matching {kind['log']!r}"
-                if _log_match(row, kind["log"], offsets):
-                    return f"log matched {kind['log']!r}"
-        if time.monotonic() > deadline:
-            raise _failed(stack, app, f"not ready after {app.ready_timeout:g}s (waited for {waited or kind})", row)
-        time.sleep(POLL)
-
-
-def _failed(stack: str, app: Any, reason: str, row: dict[str, Any]) -> StackFailed:
-    lines = _last_lines(row)
-    return StackFailed(_message(f"{app.name} ({row['name']})" if row["name"] != app.name else app.name, reason, lines)
-                       + f"\n(full logs: tsm logs {row['name']})", stack=stack, app=app.name, reason=reason, lines=lines)
+        raise StackFailed(message(app.name, reason, lines), stack=spec.stack, app=app.name, reason=reason, lines=lines) from None
 
 
 def from_records(client: Client, name: str) -> Stack:
