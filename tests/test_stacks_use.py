@@ -237,3 +237,33 @@ def test_up_after_save_and_resurrect_leaves_the_stack_alone(tsm, tmp_path):
     r = tsm.run("up", str(file), check=True)
     assert [line.split()[:3] for line in r.stdout.splitlines()[1:]] == [["=", "db", "unchanged"], ["=", "web", "unchanged"]], r.stdout
     assert {n: (r["pid"], r["restarts"]) for n, r in rows(tsm).items()} == before
+
+
+def test_start_of_a_stack_file_takes_env_and_apps_and_refuses_the_rest(tsm, tmp_path):
+    port = free_port()
+    (tmp_path / "mode.py").write_text(textwrap.dedent("""\
+        import os, sys, http.server
+        print("mode", os.environ["MODE"], flush=True)
+        http.server.test(port=int(os.environ["PORT"]), bind="127.0.0.1")
+        """))
+    file = tmp_path / "tsm.toml"
+    file.write_text(textwrap.dedent(f"""\
+        name = "pm2like"
+        [env]
+        MODE = "dev"
+        [env.production]
+        MODE = "prod"
+        [web]
+        argv = ["{PY}", "mode.py"]
+        port = {port}
+        [other]
+        argv = ["{PY}", "-c", "import time; time.sleep(600)"]
+        """))
+    for args in (("--port", "9"), ("-e", "A=B"), ("--env", "production", "--env", "staging")):
+        r = tsm.run("start", str(file), *args)
+        assert r.returncode == 2 and ("does not apply" in r.stderr or "--env" in r.stderr), r.stderr
+    assert tsm.call("ls", all=True) == []
+    r = tsm.run("start", str(file), "web", "--env", "production")  # pm2 start ecosystem.json --env production
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert sorted(rows(tsm)) == [f"web-{port}"]
+    wait_for(lambda: "mode prod" in tsm.run("logs", f"web-{port}", "--out").stdout, 10, message="the production MODE")

@@ -24,9 +24,9 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_start(c: Client, ns) -> int:
-    if not ns.argv_mode and commands.is_stack_file(ns.command[0]):  # `tsm start tsm.toml`, as PM2's ecosystem
-        ns.items, ns.environment, ns.json = [ns.command[0]], None, False
-        return cmd_up(c, ns)
+    up = commands.start_as_up(ns)  # `tsm start tsm.toml`, as PM2's ecosystem
+    if up is not None:
+        return cmd_up(c, up)
     spec = commands.spec_from_args(ns)
     row = commands.start(c, spec)
     print(render.started(row))
