@@ -267,3 +267,11 @@ def test_start_of_a_stack_file_takes_env_and_apps_and_refuses_the_rest(tsm, tmp_
     assert r.returncode == 0, r.stdout + r.stderr
     assert sorted(rows(tsm)) == [f"web-{port}"]
     wait_for(lambda: "mode prod" in tsm.run("logs", f"web-{port}", "--out").stdout, 10, message="the production MODE")
+
+
+def test_a_syntax_error_at_the_end_of_the_file_names_its_line(tsm, tmp_path):
+    file = tmp_path / "tsm.toml"
+    file.write_text('[a]\ncmd = "sleep 100"\nready = [\n')
+    r = tsm.run("up", str(file))
+    assert r.returncode == 2 and r.stderr.startswith("tsm: ") and "tsm.toml:3: invalid TOML:" in r.stderr, r.stderr
+    assert "end of document" not in r.stderr and tsm.call("ls", all=True) == []
