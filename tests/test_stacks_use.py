@@ -275,3 +275,21 @@ def test_a_syntax_error_at_the_end_of_the_file_names_its_line(tsm, tmp_path):
     r = tsm.run("up", str(file))
     assert r.returncode == 2 and r.stderr.startswith("tsm: ") and "tsm.toml:3: invalid TOML:" in r.stderr, r.stderr
     assert "end of document" not in r.stderr and tsm.call("ls", all=True) == []
+
+
+def test_stop_of_a_stack_stops_dependants_first(tsm, tmp_path):
+    file, gate, (db, api, web) = gated_stack(tmp_path, name="chain")
+    gate.touch()
+    tsm.run("up", str(file), check=True)
+    plain = free_port()  # not in the stack: left alone, and stopped by `stop all` with the rest
+    tsm.run("start", f"{PY} -m http.server {plain} --bind 127.0.0.1", "--name", "plain", check=True)
+    mark = max(e["id"] for e in json.loads(tsm.run("events", "--json", check=True).stdout))
+    r = tsm.run("stop", "stack:chain")
+    assert r.returncode == 0, r.stderr
+    evs = [e for e in json.loads(tsm.run("events", "--json", check=True).stdout) if e["id"] > mark]
+    order = [e["name"].split("-")[0] for e in sorted(evs, key=lambda e: e["id"]) if e["event"] == "stop"]
+    assert order == ["web", "api", "db"], order
+    assert [r["status"] for n, r in rows(tsm).items() if n.startswith("plain")] == ["online"]
+    tsm.run("up", str(file), check=True)
+    r = tsm.run("stop", "all")
+    assert r.returncode == 0 and all(row["status"] == "stopped" for row in rows(tsm).values()), r.stderr
