@@ -293,3 +293,11 @@ def test_stop_of_a_stack_stops_dependants_first(tsm, tmp_path):
     tsm.run("up", str(file), check=True)
     r = tsm.run("stop", "all")
     assert r.returncode == 0 and all(row["status"] == "stopped" for row in rows(tsm).values()), r.stderr
+
+
+def test_up_of_an_app_the_file_does_not_have_is_bad_input(tsm, tmp_path):
+    file, gate, ports = gated_stack(tmp_path)
+    r = tsm.run("up", str(file), "apii")
+    assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
+    assert r.stderr.startswith("tsm: ") and "no app named 'apii' (apps: db, api, web)" in r.stderr, r.stderr
+    assert tsm.call("ls", all=True) == []

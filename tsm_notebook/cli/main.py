@@ -213,6 +213,7 @@ def cmd_up(c: Client, ns) -> int:
 
     path, name, apps = commands.stack_items(ns.items)
     st = commands.load_stack(path, env_name=ns.environment) if path else stack.from_records(c, name)
+    st.closure(apps)  # an unknown app is bad input (exit 2), refused before anything is printed
     c.call("ping")  # the daemon is up before the threads connect
     print(f"stack {st.name}: {st.path}")
     try:
