@@ -301,3 +301,34 @@ def test_up_of_an_app_the_file_does_not_have_is_bad_input(tsm, tmp_path):
     assert r.returncode == 2 and r.stdout == "", r.stdout + r.stderr
     assert r.stderr.startswith("tsm: ") and "no app named 'apii' (apps: db, api, web)" in r.stderr, r.stderr
     assert tsm.call("ls", all=True) == []
+
+
+UNHEALTHY = textwrap.dedent("""\
+    import http.server, os
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            print("health asked", flush=True)
+            self.send_response(503)
+            self.end_headers()
+        def log_message(self, *a):
+            pass
+    http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), H).serve_forever()
+    """)
+
+
+def test_a_health_check_that_never_passes_says_what_it_answered_and_is_not_hammered(tsm, tmp_path):
+    port = free_port()
+    (tmp_path / "unhealthy.py").write_text(UNHEALTHY)
+    file = tmp_path / "tsm.toml"
+    file.write_text(textwrap.dedent(f"""\
+        [api]
+        argv = ["{PY}", "unhealthy.py"]
+        port = {port}
+        ready = "http://127.0.0.1:$PORT/health"
+        ready_timeout = "2s"
+        """))
+    r = tsm.run("up", str(file))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "not ready after 2s (waited for http://127.0.0.1:" in r.stderr and "last answer: 503 Service Unavailable" in r.stderr, r.stderr
+    asked = tsm.run("logs", f"api-{port}", "--out", "--lines", "10000").stdout.count("health asked")
+    assert 1 <= asked <= 40, asked  # about ten a second once it is clearly not ready (it was ~70)

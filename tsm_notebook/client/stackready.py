@@ -21,6 +21,7 @@ from .client import Client
 __all__ = ["POLL", "failed", "log_sizes", "message", "wait_ready"]
 
 POLL = 0.01  # seconds between readiness checks (a check is one local request)
+HTTP_GAP = 0.1  # at most seconds between two HTTP checks: the gap doubles from POLL up to this
 
 def message(app: str, reason: str, lines: list[str]) -> str:
     text = f"{app} failed: {reason}"
@@ -59,19 +60,22 @@ def _accepts(port: int | None) -> bool:
         return False
 
 
-def _http_ok(url: str) -> int | None:
-    """The status of a GET when it is 2xx/3xx, else None (no proxy: the app is on this machine)."""
+def _http_ok(url: str) -> tuple[int | None, str]:
+    """(the status of a GET when it is 2xx/3xx else None, what it answered, for the message when
+    it never is). No proxy: the app is on this machine."""
     import urllib.error
     import urllib.request
 
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(url, timeout=2.0) as resp:
-            return resp.status if 200 <= resp.status < 400 else None
+            return (resp.status if 200 <= resp.status < 400 else None), f"{resp.status} {resp.reason}"
     except urllib.error.HTTPError as exc:
-        return exc.code if 300 <= exc.code < 400 else None
-    except (OSError, ValueError):
-        return None
+        return (exc.code if 300 <= exc.code < 400 else None), f"{exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        return None, str(getattr(exc.reason, "strerror", None) or exc.reason)
+    except (OSError, ValueError) as exc:
+        return None, str(getattr(exc, "strerror", None) or exc)
 
 
 def _log_match(row: dict[str, Any], pattern: str, offsets: dict[str, int]) -> bool:
@@ -97,6 +101,7 @@ def wait_ready(run: Any, c: Client, stack: str, app: Any, name: str, offsets: di
     kind = app.ready
     deadline = time.monotonic() + app.ready_timeout
     waited = {"online": "online", "port": "its port to accept", "exit": "it to exit"}.get(kind) if isinstance(kind, str) else None
+    last_answer, next_http, http_gap = "", 0.0, POLL
     while True:
         run.check()
         row = c.call("describe", target=name)[0]
@@ -119,15 +124,19 @@ def wait_ready(run: Any, c: Client, stack: str, app: Any, name: str, offsets: di
             if isinstance(kind, str) and kind.startswith(("http://", "https://")):
                 url = re.sub(r"\$\{PORT\}|\$PORT\b", str(port), kind)
                 waited = f"{url} to answer 2xx/3xx"
-                answer = _http_ok(url)
-                if answer is not None:
-                    return f"{url} answered {answer}"
+                if time.monotonic() >= next_http:  # spaced out: each check is a request the app may log
+                    answer, last_answer = _http_ok(url)
+                    if answer is not None:
+                        return f"{url} answered {answer}"
+                    http_gap = min(http_gap * 2, HTTP_GAP)
+                    next_http = time.monotonic() + http_gap
             if isinstance(kind, dict):
                 waited = f"a log line matching {kind['log']!r}"
                 if _log_match(row, kind["log"], offsets):
                     return f"log matched {kind['log']!r}"
         if time.monotonic() > deadline:
-            raise failed(stack, app, f"not ready after {app.ready_timeout:g}s (waited for {waited or kind})", row)
+            last = f"; last answer: {last_answer}" if last_answer else ""
+            raise failed(stack, app, f"not ready after {app.ready_timeout:g}s (waited for {waited or kind}{last})", row)
         time.sleep(POLL)
 
 
