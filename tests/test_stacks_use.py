@@ -332,3 +332,17 @@ def test_a_health_check_that_never_passes_says_what_it_answered_and_is_not_hamme
     assert "not ready after 2s (waited for http://127.0.0.1:" in r.stderr and "last answer: 503 Service Unavailable" in r.stderr, r.stderr
     asked = tsm.run("logs", f"api-{port}", "--out", "--lines", "10000").stdout.count("health asked")
     assert 1 <= asked <= 40, asked  # about ten a second once it is clearly not ready (it was ~70)
+
+
+def test_down_while_up_is_still_going_stops_the_bring_up_first(tsm, tmp_path):
+    import tsm_notebook as api_
+
+    file, gate, (db, api, web) = gated_stack(tmp_path, name="halfway")
+    going = api_.up(str(file), home=tsm.home)
+    wait_for(lambda: dict((a["name"], a["state"]) for a in going.apps)["api"] == "checking", 30, message="api checking")
+    down = api_.down("halfway", home=tsm.home)
+    assert going.done and "stopped by a down of stack halfway" in going.error, going.error
+    assert [(a["name"], a["state"]) for a in going.apps] == [("db", "ready"), ("api", "interrupted"), ("web", "skipped")]
+    assert [(a["name"], a["state"]) for a in down.apps] == [("api", "stopped"), ("db", "stopped")]
+    gate.touch()  # were the bring-up still going, web would start now
+    assert all(r["status"] == "stopped" for r in rows(tsm).values()) and f"web-{web}" not in rows(tsm)

@@ -130,7 +130,8 @@ def _supersede(run: StackRun, home: Any) -> None:
         earlier = _RUNNING.get(key)
         _RUNNING[key] = run
     if earlier is not None and earlier is not run and not earlier.done.is_set():
-        earlier.cancel(f"replaced by a new {run.verb} of stack {run.name}")
+        earlier.cancel(f"replaced by a new up of stack {run.name}" if run.verb == "up"
+                       else f"stopped by a down of stack {run.name}")
         earlier.done.wait()
 
 
@@ -291,7 +292,10 @@ def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[s
         with Client(home) as c:
             _start_app(run, c, stack, app, progress, kept, env)
     except _Cancelled:
-        run.set(progress, "interrupted", "started, not yet ready" if progress.processes else "not started")
+        if progress.processes:
+            run.set(progress, "interrupted", "started, not yet ready")
+        else:
+            run.set(progress, "skipped", "not started")
     except StackFailed as exc:
         failures[name] = exc
         run.set(progress, "failed", exc.fields.get("reason") or exc.message)
