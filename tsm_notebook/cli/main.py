@@ -25,9 +25,9 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_start(c: Client, ns) -> int:
-    if not ns.argv_mode and commands.is_stack_file(ns.command[0]):  # `tsm start tsm.toml`, as PM2's ecosystem
-        ns.items, ns.environment, ns.json = [ns.command[0]], None, False
-        return cmd_up(c, ns)
+    up = commands.start_as_up(ns)  # `tsm start tsm.toml`, as PM2's ecosystem
+    if up is not None:
+        return cmd_up(c, up)
     spec = commands.spec_from_args(ns)
     row = commands.start(c, spec)
     print(render.started(row))
@@ -255,13 +255,14 @@ def cmd_up(c: Client, ns) -> int:
 
     path, name, apps = commands.stack_items(ns.items)
     st = commands.load_stack(path, env_name=ns.environment) if path else stack.from_records(c, name)
+    st.closure(apps)  # an unknown app is bad input (exit 2), refused before anything is printed
     c.call("ping")  # the daemon is up before the threads connect
     print(f"stack {st.name}: {st.path}")
     try:
         run = stack.up(st, apps=apps, home=c.home, on_change=None if ns.json else Progress())
     except TsmError as exc:
         print(f"tsm: {exc.message}", file=sys.stderr)
-        return 1
+        return 130 if exc.fields.get("interrupted") else 1
     if ns.json:
         _print_json({"stack": run.name, "apps": [a.to_dict() for a in run.apps.values()]})
     return 0
@@ -274,7 +275,13 @@ def cmd_down(c: Client, ns) -> int:
     path, name, apps = commands.stack_items(ns.items)
     if name is None:
         name = commands.load_stack(path, env_name=ns.environment).name
-    stack.down(name, apps=apps, home=c.home, on_change=Progress())
+    try:
+        stack.down(name, apps=apps, home=c.home, on_change=Progress())
+    except TsmError as exc:
+        if not exc.fields.get("interrupted"):
+            raise
+        print(f"tsm: {exc.message}", file=sys.stderr)
+        return 130
     return 0
 
 

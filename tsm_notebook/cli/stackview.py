@@ -13,7 +13,7 @@ from ..core import render
 
 __all__ = ["Progress", "app_line", "ls_grouped"]
 
-_MARK = {"ready": "+", "unchanged": "=", "failed": "!", "skipped": "-", "stopped": "x", "removed": "x"}
+_MARK = {"ready": "+", "unchanged": "=", "failed": "!", "skipped": "-", "interrupted": "~", "stopped": "x", "removed": "x"}
 
 
 def app_line(app: Any) -> str:

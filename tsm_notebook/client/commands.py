@@ -288,6 +288,29 @@ def is_stack_file(arg: str) -> bool:
     return (name.endswith((".toml", ".json")) or name.startswith("procfile")) and os.path.isfile(arg)
 
 
+def start_as_up(ns: argparse.Namespace) -> argparse.Namespace | None:
+    """``tsm start FILE [APP...] [--env NAME]`` is ``tsm up`` (PM2's ``start ecosystem.json --env
+    production``): the namespace of that ``up``, or None when the command is not a stack file. An
+    option of ``tsm start`` that a stack file cannot take is refused, never ignored."""
+    if not ns.command or not is_stack_file(ns.command[0]):
+        return None
+    from .stackspec import start_parser
+
+    file, envs = ns.command[0], list(ns.env or ())
+    if any("=" in e for e in envs):
+        bad = next(e for e in envs if "=" in e)
+        raise UsageError(f"tsm start {file}: --env takes an environment's name here, not {bad!r} "
+                         f"(a variable belongs in the file's [env])")
+    if len(envs) > 1:
+        raise UsageError(f"tsm start {file}: one --env NAME at a time (got {', '.join(envs)})")
+    for action in start_parser()._actions:
+        if action.option_strings and action.dest not in ("env", "help") and getattr(ns, action.dest, action.default) != action.default:
+            raise UsageError(f"tsm start {file}: {action.option_strings[-1]} does not apply to a stack file: "
+                             f"set it in the file, per app")
+    return argparse.Namespace(cmd="up", items=list(ns.command), environment=envs[0] if envs else None,
+                              json=False, home=getattr(ns, "home", None))
+
+
 def stack_items(items: list[str]) -> tuple[str | None, str | None, list[str]]:
     """``[FILE|stack:NAME] [APP...]`` -> (file, stack name, apps); the file defaults to the first
     stack file of the current directory when neither is given."""
@@ -361,4 +384,4 @@ def update(client: Client) -> dict[str, Any]:
 
 
 __all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update",
-           "child_environment", "convert", "is_stack_file", "load_stack", "stack_items"]
+           "child_environment", "convert", "is_stack_file", "load_stack", "stack_items", "start_as_up"]

@@ -12,16 +12,20 @@ are left alone (started again if stopped), changed ones are stopped and started 
 and processes of the stack the file no longer has are stopped and deleted. :func:`down` stops in
 reverse dependency order. Progress is a :class:`StackRun` whose :class:`AppProgress` entries a
 front end shows; ``on_change(run, app)`` is called (from the worker threads) at every change.
+
+A bring-up can be stopped half-way: Ctrl-C (a KeyboardInterrupt in the thread that waits on it),
+``run.cancel()``, or a new :func:`up` or :func:`down` of the same stack from the same process (a
+notebook cell run again). Each app then stops at its next step: no new process is started, a
+request already sent to the daemon is let finish (so nothing is left half-made), what is up keeps
+running, and the run ends with a :class:`StackFailed` whose ``interrupted`` field is true. A
+following ``up`` continues from there.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-import socket
 import threading
 import time
-from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
@@ -33,13 +37,20 @@ from ..core.spec import LaunchSpec
 from ..core.stackfile import Stack
 from .client import Client
 from . import commands
+from .stackready import log_sizes, message, wait_ready
 
 __all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "members", "up"]
 
-POLL = 0.01  # seconds between readiness checks (a check is one local request)
 #: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
 STATES = ("pending", "waiting", "starting", "checking", "ready", "unchanged", "failed", "skipped",
-          "stopping", "stopped", "removed")  # fmt: skip
+          "interrupted", "stopping", "stopped", "removed")  # fmt: skip
+#: the runs of this process not yet done, by (home, stack): a new up or down of a stack stops its last one
+_RUNNING: dict[tuple[str, str], "StackRun"] = {}
+_RUNNING_LOCK = threading.Lock()
+
+
+class _Cancelled(Exception):
+    """Raised in a worker thread at its next step once the run is cancelled."""
 
 
 class AppProgress:
@@ -67,14 +78,29 @@ class StackRun:
     """The progress of one :func:`up` or :func:`down`: ``apps`` by name in order, ``done`` (an
     event), ``error`` (the :class:`StackFailed` that ended it, or None)."""
 
-    def __init__(self, name: str, apps: list[AppProgress], on_change: Callable[..., None] | None = None) -> None:
+    def __init__(self, name: str, apps: list[AppProgress], on_change: Callable[..., None] | None = None,
+                 verb: str = "up") -> None:
         self.name = name
+        self.verb = verb
         self.apps = {a.name: a for a in apps}
         self.done = threading.Event()
         self.error: TsmError | None = None
         self.on_change = on_change
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self.cancelled = threading.Event()
+        self.cancel_reason = ""
+
+    def cancel(self, reason: str = "interrupted") -> None:
+        """Stop the run at each app's next step (see the module's docstring); returns at once."""
+        if not self.cancelled.is_set():
+            self.cancel_reason = reason
+            self.cancelled.set()
+
+    def check(self) -> None:
+        """Raise :class:`_Cancelled` if the run was cancelled (called by the worker threads)."""
+        if self.cancelled.is_set():
+            raise _Cancelled()
 
     def set(self, app: AppProgress, state: str, detail: str | None = None) -> None:
         with self.lock:
@@ -96,15 +122,58 @@ class StackRun:
         return self
 
 
-def _run(run: StackRun, body: Callable[[], None], background: bool) -> StackRun:
+def _supersede(run: StackRun, home: Any) -> None:
+    """Cancel this process's earlier run of the same stack and wait until it has settled, so two
+    bring-ups never race to create the same processes."""
+    key = (str(Home.resolve(home).root if not isinstance(home, Home) else home.root), run.name)
+    with _RUNNING_LOCK:
+        earlier = _RUNNING.get(key)
+        _RUNNING[key] = run
+    if earlier is not None and earlier is not run and not earlier.done.is_set():
+        earlier.cancel(f"replaced by a new up of stack {run.name}" if run.verb == "up"
+                       else f"stopped by a down of stack {run.name}")
+        earlier.done.wait()
+
+
+def _forget(run: StackRun, home: Any) -> None:
+    key = (str(Home.resolve(home).root if not isinstance(home, Home) else home.root), run.name)
+    with _RUNNING_LOCK:
+        if _RUNNING.get(key) is run:
+            del _RUNNING[key]
+
+
+def _interrupted(run: StackRun) -> StackFailed:
+    """The error of a cancelled run: what is up, what was started but not ready, what did not start."""
+    groups: dict[str, list[str]] = {}
+    for a in run.apps.values():
+        groups.setdefault(a.state, []).append(a.name)
+    parts = [f"{label}: {', '.join(groups[s])}" for s, label in (
+        ("ready", "up"), ("unchanged", "up (unchanged)"), ("stopped", "stopped"),
+        ("failed", "failed"), ("interrupted", "not finished"), ("skipped", "not started"),
+        ("stopping", "stopping"), ("pending", "left as they were"), ("removed", "removed")) if groups.get(s)]
+    verb = "bring-up" if run.verb == "up" else "stop"
+    again = ("what is up keeps running; `tsm up` again continues" if run.verb == "up"
+             else "`tsm down` again finishes it")
+    return StackFailed(f"stack {run.name}: {verb} {run.cancel_reason}; " + "; ".join(parts) + f"\n({again})",
+                       stack=run.name, reason=run.cancel_reason, interrupted=True, lines=[])
+
+
+def _run(run: StackRun, body: Callable[[], None], background: bool, home: Any = None) -> StackRun:
     def go() -> None:
         try:
+            _supersede(run, home)
             body()
+            if run.cancelled.is_set():
+                raise _interrupted(run)
+        except KeyboardInterrupt:  # Ctrl-C while the body ran in this thread: its threads have settled
+            run.cancel()
+            run.error = _interrupted(run)
         except TsmError as exc:
             run.error = exc
         except Exception as exc:  # reported like any failure, never lost in a thread
             run.error = TsmError(f"stack {run.name}: {type(exc).__name__}: {exc}")
         finally:
+            _forget(run, home)
             run.done.set()
             if run.on_change is not None:
                 try:
@@ -136,9 +205,11 @@ def _instance(row: dict[str, Any]) -> int:
 
 
 def _same(old: dict[str, Any], new: LaunchSpec) -> bool:
-    """Whether a kept spec is the one the file asks for now (a searched port may differ)."""
+    """Whether a kept spec is the one the file asks for now. The process is matched by its app
+    and instance, so its name is not compared (``tsm resurrect`` records the process's name, and
+    the port it found, as given); nor is a searched port (``8000+``)."""
     want = new.to_dict()
-    skip = {"port"} if want.get("port_search") else set()
+    skip = {"name", "port", "port_search"} if want.get("port_search") else {"name"}
     return all(old.get(k) == v for k, v in want.items() if k not in skip)
 
 
@@ -156,34 +227,54 @@ def up(stack: Stack, *, apps: list[str] | tuple[str, ...] | None = None, home: s
     """
     selected = stack.closure(list(apps or ()))
     run = StackRun(stack.name, [AppProgress(n, stack.apps[n].ready, stack.apps[n].depends_on) for n in selected], on_change)
-    return _run(run, lambda: _up(run, stack, selected, home, env, full=not apps), background)
+    return _run(run, lambda: _up(run, stack, selected, home, env, full=not apps), background, home)
 
 
 def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[str, str] | None, full: bool) -> None:
-    with Client(home) as c:
-        current = members(c, stack.name)
-        if full:
-            _remove_orphans(c, stack, current)
-    kept = {(r["spec"].get("app"), _instance(r)): r for r in current if isinstance(r.get("spec"), dict)}
-    ready = {n: threading.Event() for n in selected}
-    failures: dict[str, StackFailed] = {}
-    threads = [threading.Thread(target=_bring_app, args=(run, stack, n, kept, ready, failures, home, env), daemon=True)
-               for n in selected]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    threads: list[threading.Thread] = []
+    try:
+        with Client(home) as c:
+            current = members(c, stack.name)
+            if full:
+                _remove_orphans(run, c, stack, current)
+        kept = {(r["spec"].get("app"), _instance(r)): r for r in current if isinstance(r.get("spec"), dict)}
+        ready = {n: threading.Event() for n in selected}
+        failures: dict[str, StackFailed] = {}
+        threads = [threading.Thread(target=_bring_app, args=(run, stack, n, kept, ready, failures, home, env), daemon=True)
+                   for n in selected]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        run.cancel()
+        for t in threads:  # each stops at its next step; a request in flight is let finish
+            if t.ident is not None:
+                t.join()
+        for a in run.apps.values():
+            if a.state in ("pending", "waiting"):
+                run.set(a, "skipped", "not started")
+        raise
+    if run.cancelled.is_set():
+        return
     if failures:
         first = next(n for n in selected if n in failures)
         raise failures[first]
 
 
-def _remove_orphans(c: Client, stack: Stack, current: list[dict[str, Any]]) -> None:
+def _remove_orphans(run: StackRun, c: Client, stack: Stack, current: list[dict[str, Any]]) -> None:
     """Stop and delete the processes of the stack the file no longer has."""
     for r in reversed(current):
         app = stack.apps.get(r["spec"].get("app"))
         if app is None or _instance(r) >= app.instances:
+            run.check()
             c.call("delete", target=r["name"])
+            gone = AppProgress(r["name"] if r["name"] not in run.apps else f"{r['name']} (removed)")
+            gone.processes = [r["name"]]
+            with run.lock:  # shown like the file's apps: what `up` did is all on screen
+                run.apps[gone.name] = gone
+            why = "no longer in the file" if app is None else f"{app.name} has {app.instances} instance(s) now"
+            run.set(gone, "removed", why)
 
 
 def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[str, threading.Event],
@@ -192,12 +283,19 @@ def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[s
     try:
         run.set(progress, "waiting", "for " + ", ".join(app.depends_on) if app.depends_on else "")
         for dep in app.depends_on:
-            ready[dep].wait()
-            if dep in failures or run.apps[dep].state == "skipped":
-                run.set(progress, "skipped", f"{dep} did not come up")
+            while not ready[dep].wait(0.05):
+                run.check()
+            if dep in failures or run.apps[dep].state in ("skipped", "interrupted"):
+                run.set(progress, "skipped", f"{dep} did not come up" if dep in failures else "not started")
                 return
+        run.check()
         with Client(home) as c:
             _start_app(run, c, stack, app, progress, kept, env)
+    except _Cancelled:
+        if progress.processes:
+            run.set(progress, "interrupted", "started, not yet ready")
+        else:
+            run.set(progress, "skipped", "not started")
     except StackFailed as exc:
         failures[name] = exc
         run.set(progress, "failed", exc.fields.get("reason") or exc.message)
@@ -216,6 +314,7 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
     names, changed, offsets = [], False, {}
     previous_port: int | None = None
     for i, spec in enumerate(app.specs):
+        run.check()
         spec = copy.deepcopy(spec)
         if spec.port_search and previous_port is not None and spec.port is not None:
             spec.port = max(spec.port, previous_port + 1)  # instances of P+ take ports upwards
@@ -224,12 +323,12 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
             if old["status"] in states.RUNNING or (app.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
                 row = old  # left alone: its log since it started counts for a log check
             else:
-                offsets[old["name"]] = _log_sizes(old)
+                offsets[old["name"]] = log_sizes(old)
                 row = c.call("start_existing", target=old["name"])[0]
                 changed = True
         else:
             if old is not None:
-                offsets[old["name"]] = _log_sizes(old)
+                offsets[old["name"]] = log_sizes(old)
                 if old["status"] in states.ALIVE | states.RUNNING:
                     c.call("stop", target=old["name"])
             row = _start(c, spec, app, env)
@@ -241,7 +340,7 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
         with run.lock:
             progress.processes = list(names)
     run.set(progress, "checking", "")
-    details = [_wait_ready(c, stack.name, app, n, offsets.get(n, {})) for n in names]
+    details = [wait_ready(run, c, stack.name, app, n, offsets.get(n, {})) for n in names]
     for n, detail in zip(names, details):  # the history shows when each app was ready for its dependants
         c.call("ready", target=n, reason=detail)
     progress.elapsed = time.monotonic() - progress.started
@@ -257,121 +356,7 @@ def _start(c: Client, spec: LaunchSpec, app: Any, env: dict[str, str] | None) ->
         lines = list(exc.fields.get("stderr") or ())
         code = exc.fields.get("exit_code")
         reason = f"exited with code {code}" if code is not None else exc.message.splitlines()[0]
-        raise StackFailed(_message(app.name, reason, lines), stack=spec.stack, app=app.name, reason=reason, lines=lines) from None
-
-
-def _message(app: str, reason: str, lines: list[str]) -> str:
-    text = f"{app} failed: {reason}"
-    if lines:
-        text += ":\n" + "\n".join("  " + ln for ln in lines)
-    return text + "\n(what was up keeps running)"
-
-
-def _log_sizes(row: dict[str, Any]) -> dict[str, int]:
-    sizes = {}
-    for stream in ("out", "err"):
-        try:
-            sizes[stream] = Path(row["dir"], f"current.{stream}").stat().st_size
-        except (OSError, KeyError, TypeError):
-            sizes[stream] = 0
-    return sizes
-
-
-def _last_lines(row: dict[str, Any], n: int = 10) -> list[str]:
-    from ..core.logread import tail
-
-    try:
-        lines = tail(Path(row["dir"]), stream="err", lines=n) or tail(Path(row["dir"]), stream="out", lines=n)
-    except (OSError, KeyError, TypeError, TsmError):
-        return []
-    return [ln.text for ln in lines]
-
-
-def _accepts(port: int | None) -> bool:
-    if port is None:
-        return False
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> int | None:
-    """The status of a GET when it is 2xx/3xx, else None (no proxy: the app is on this machine)."""
-    import urllib.error
-    import urllib.request
-
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(url, timeout=2.0) as resp:
-            return resp.status if 200 <= resp.status < 400 else None
-    except urllib.error.HTTPError as exc:
-        return exc.code if 300 <= exc.code < 400 else None
-    except (OSError, ValueError):
-        return None
-
-
-def _log_match(row: dict[str, Any], pattern: str, offsets: dict[str, int]) -> bool:
-    regex = re.compile(pattern)
-    for stream in ("out", "err"):
-        path = Path(row["dir"], f"current.{stream}")
-        try:
-            with open(path, "rb") as f:
-                start = offsets.get(stream, 0)
-                if f.seek(0, 2) < start:
-                    start = 0  # rotated since: the new file is all new
-                f.seek(start)
-                data = f.read()
-        except OSError:
-            continue
-        if any(regex.search(line) for line in data.decode("utf-8", "replace").splitlines()):
-            return True
-    return False
-
-
-def _wait_ready(c: Client, stack: str, app: Any, name: str, offsets: dict[str, int]) -> str:
-    """Poll until ``name`` is ready; return what showed it. Raises StackFailed."""
-    kind = app.ready
-    deadline = time.monotonic() + app.ready_timeout
-    waited = {"online": "online", "port": "its port to accept", "exit": "it to exit"}.get(kind) if isinstance(kind, str) else None
-    while True:
-        row = c.call("describe", target=name)[0]
-        status, code = row["status"], row.get("exit_code")
-        if kind == "exit":
-            if status == states.STOPPED and code == 0:
-                return "exited with code 0"
-            if status in (states.STOPPED, states.ERRORED) or (status == states.WAITING and code not in (None, 0)):
-                reason = f"exited with code {code}" if code is not None else f"{status}"
-                raise _failed(stack, app, reason, row)
-        elif status in (states.STOPPED, states.ERRORED):
-            what = f" (exit code {code})" if code is not None else ""
-            raise _failed(stack, app, f"{status} before it was ready{what}", row)
-        elif status == states.ONLINE:
-            port = row.get("port")
-            if kind == "online":
-                return "online"
-            if kind == "port" and _accepts(port):
-                return f"port {port} accepts"
-            if isinstance(kind, str) and kind.startswith(("http://", "https://")):
-                url = re.sub(r"\$\{PORT\}|\$PORT\b", str(port), kind)
-                waited = f"{url} to answer 2xx/3xx"
-                answer = _http_ok(url)
-                if answer is not None:
-                    return f"{url} answered {answer}"
-            if isinstance(kind, dict):
-                waited = f"a log line matching {kind['log']!r}"
-                if _log_match(row, kind["log"], offsets):
-                    return f"log matched {kind['log']!r}"
-        if time.monotonic() > deadline:
-            raise _failed(stack, app, f"not ready after {app.ready_timeout:g}s (waited for {waited or kind})", row)
-        time.sleep(POLL)
-
-
-def _failed(stack: str, app: Any, reason: str, row: dict[str, Any]) -> StackFailed:
-    lines = _last_lines(row)
-    return StackFailed(_message(f"{app.name} ({row['name']})" if row["name"] != app.name else app.name, reason, lines)
-                       + f"\n(full logs: tsm logs {row['name']})", stack=stack, app=app.name, reason=reason, lines=lines)
+        raise StackFailed(message(app.name, reason, lines), stack=spec.stack, app=app.name, reason=reason, lines=lines) from None
 
 
 def from_records(client: Client, name: str) -> Stack:
@@ -443,14 +428,16 @@ def down(name: str, *, apps: list[str] | tuple[str, ...] | None = None, home: st
                 chosen.add(a)
         order = [a for a in order if a in chosen]
     progress = [AppProgress(a, depends_on=deps[a]) for a in reversed(order)]
-    run = StackRun(name, progress, on_change)
+    run = StackRun(name, progress, on_change, verb="down")
 
     def body() -> None:
         with Client(home) as c:
             for p in progress:
+                if run.cancelled.is_set():
+                    break
                 p.processes = [r["name"] for r in by_app[p.name]]
                 run.set(p, "stopping")
                 rows = [c.call("stop", target=n)[0] for n in p.processes]
                 run.set(p, "stopped", ", ".join(f"{r['name']} {r['status']}" for r in rows))
 
-    return _run(run, body, background)
+    return _run(run, body, background, home)

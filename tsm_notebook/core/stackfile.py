@@ -313,7 +313,24 @@ def _validate(raw: dict[str, Any], path: str, shown: str, lines: Any, build: Bui
     base_cwd = os.path.dirname(path)
     for app in ordered.values():
         app.specs = _specs(app, name, base_cwd, build, err)
+    _check_ports([apps[n] for n in tables], lines, err)
     return Stack(name, path, ordered)
+
+
+def _check_ports(apps: list[App], lines: Any, err: Callable[..., UsageError]) -> None:
+    """Refuse two apps that would listen on the same port (an instance's port is its app's plus
+    its index, as it starts): the second would only fail at its start, or, worse, count as ready
+    on the first's port."""
+    owner: dict[int, App] = {}
+    for app in apps:
+        for spec in app.specs:
+            if spec.port is None:
+                continue
+            first = owner.setdefault(spec.port, app)
+            if first is not app:
+                line = lines.find((first.name, "port")) or first.line
+                at = f" (line {line})" if line else ""
+                raise err((app.name, "port"), f"port {spec.port} is also {first.name}'s{at}: give each app its own port")
 
 
 def _app(name: str, table: dict[str, Any], variables: dict[str, str], err: Callable[..., UsageError], lines: Any) -> App:

@@ -83,8 +83,11 @@ def read_toml(text: str, shown: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         msg = str(exc)
         m = re.search(r"\(at line (\d+), column \d+\)", msg)
-        where = f"{shown}:{m.group(1)}" if m else shown
-        raise UsageError(f"{where}: invalid TOML: {re.sub(r' *[(]at line.*[)]', '', msg)}") from None
+        line = m.group(1) if m else None
+        if line is None and "at end of document" in msg:  # e.g. an unclosed [ on the last line
+            line = str(len(text.rstrip("\n").splitlines()) or 1)
+        where = f"{shown}:{line}" if line else shown
+        raise UsageError(f"{where}: invalid TOML: {re.sub(r' *[(]at (line|end of document).*[)]', '', msg)}") from None
 
 
 _PROCFILE_RE = re.compile(r"^([A-Za-z0-9_-]+)\s*:\s*(.*)$")

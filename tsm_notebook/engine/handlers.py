@@ -8,6 +8,7 @@ returns a JSON-able result or raises a :class:`~tsm_notebook.core.errors.TsmErro
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
@@ -19,7 +20,7 @@ from ..core.errors import ProtocolError, TsmError, UsageError
 from ..core.ondisk import env_map, port as port_check
 from ..core.spec import LaunchSpec
 from .dumpfile import read_dump, write_dump
-from .stackorder import in_dependency_order
+from .stackorder import in_dependency_order, in_reverse_dependency_order
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -87,9 +88,13 @@ async def cmd_start_existing(d: Daemon, args: dict) -> list:
 
 @command("stop")
 async def cmd_stop(d: Daemon, args: dict) -> list:
-    """args: {target} -> rows after stopping (group signalled, SIGKILL after kill_timeout)."""
+    """args: {target} -> rows after stopping (group signalled, SIGKILL after kill_timeout); a
+    stack's apps stop after the apps that depend on them."""
     ms = d.sup.resolve(args.get("target"))
-    await asyncio.gather(*(d.sup.stop_one(m) for m in ms))
+    results = await in_reverse_dependency_order([(m.spec, functools.partial(d.sup.stop_one, m)) for m in ms])
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r
     return [d.row(m) for m in ms]
 
 

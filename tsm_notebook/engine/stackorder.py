@@ -1,5 +1,6 @@
-"""Stacks inside the daemon: which processes a ``stack:NAME`` target names, and bringing several
-processes up so that a stack's apps come after the apps they depend on (recovery, resurrect).
+"""Stacks inside the daemon: which processes a ``stack:NAME`` target names, bringing several
+processes up so that a stack's apps come after the apps they depend on (recovery, resurrect,
+restart), and stopping them so that an app stops only after the apps that depend on it (stop).
 
 The client orders a ``tsm up`` itself, with the readiness checks of the stack file; the daemon
 only needs the same order when it brings processes back on its own. It reads the order from the
@@ -72,3 +73,36 @@ async def in_dependency_order(
     for i in range(len(entries)):
         tasks[i] = loop.create_task(one(i))
     return list(await asyncio.gather(*(tasks[i] for i in range(len(entries))), return_exceptions=True))
+
+
+async def in_reverse_dependency_order(entries: list[tuple[LaunchSpec, Callable[[], Awaitable[Any]]]]) -> list[Any]:
+    """Run every ``(spec, stop)`` concurrently, except that a stack member's ``stop`` waits until
+    the members of its stack that depend on its app (and are among the entries) have stopped, as
+    ``tsm down`` does. A cycle in the records (they are input) is broken: its members stop together.
+    Returns the results (or exceptions) in the entries' order."""
+    dependants: dict[int, list[int]] = {i: [] for i in range(len(entries))}
+    by_app: dict[tuple[str, str], list[int]] = {}
+    for i, (spec, _) in enumerate(entries):
+        if spec.stack and spec.app:
+            by_app.setdefault((spec.stack, spec.app), []).append(i)
+    for i, (spec, _) in enumerate(entries):
+        for app in spec.depends_on or ():
+            for j in by_app.get((spec.stack or "", app), ()):
+                if j != i:
+                    dependants[j].append(i)
+    level: dict[int, int] = {}
+
+    def depth(i: int, seen: frozenset[int]) -> int:  # how many layers of dependants stop before i
+        if i not in level:
+            level[i] = 1 + max((depth(j, seen | {i}) for j in dependants[i] if j not in seen), default=-1)
+        return level[i]
+
+    for i in range(len(entries)):
+        depth(i, frozenset())
+    results: list[Any] = [None] * len(entries)
+    for layer in sorted(set(level.values())):  # those nothing depends on first
+        batch = [i for i in range(len(entries)) if level[i] == layer]
+        done = await asyncio.gather(*(entries[i][1]() for i in batch), return_exceptions=True)
+        for i, r in zip(batch, done):
+            results[i] = r
+    return results

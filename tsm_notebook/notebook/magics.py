@@ -57,7 +57,10 @@ def _client(ns: argparse.Namespace):
 # ---------------------------------------------------------------------- routes
 
 
-def _start(ns: argparse.Namespace) -> api.Process:
+def _start(ns: argparse.Namespace) -> Any:
+    up = commands.start_as_up(ns)  # `%tsm start tsm.toml` is `%tsm up`, as on the command line
+    if up is not None:
+        return _stacks().from_ns(up)
     return api.start_spec(commands.spec_from_args(ns), home=ns.home)
 
 

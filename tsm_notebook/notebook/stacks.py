@@ -21,7 +21,7 @@ __all__ = ["Stack", "down", "stack_html", "up", "up_cell"]
 
 _STATE_COLORS = {"ready": "online", "unchanged": "online", "failed": "errored", "skipped": "stopped",
                  "stopped": "stopped", "starting": "launching", "checking": "launching", "stopping": "stopping",
-                 "waiting": "waiting", "pending": "waiting"}  # fmt: skip
+                 "waiting": "waiting", "pending": "waiting", "interrupted": "stopped"}  # fmt: skip
 
 
 def _ready_text(ready: Any) -> str:
@@ -88,9 +88,24 @@ class Stack:
         return self.run.error.message if self.run and self.run.error else None
 
     def wait(self, timeout: float | None = 120.0) -> "Stack":
-        """Block until it has ended; raises :class:`StackFailed` (or what else stopped it)."""
+        """Block until it has ended; raises :class:`StackFailed` (or what else stopped it).
+
+        Interrupting the kernel while it waits stops the bring-up as Ctrl-C stops ``tsm up``: no
+        app is started any more, what is up keeps running, and the stack shows what was done."""
         assert self.run is not None
-        self.run.wait(timeout)
+        try:
+            self.run.wait(timeout)
+        except KeyboardInterrupt:
+            self.run.cancel()
+            self.run.done.wait(60)  # each app stops at its next step; a request in flight finishes
+            raise
+        return self
+
+    def cancel(self) -> "Stack":
+        """Stop the bring-up (or stop) at each app's next step and wait until it has settled."""
+        assert self.run is not None
+        self.run.cancel()
+        self.run.done.wait(60)
         return self
 
     # --- display
