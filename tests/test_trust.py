@@ -173,3 +173,25 @@ def test_stop_all_after_a_daemon_kill9_stops_every_tree_once(tsm):
     assert not old & set(marked(tsm))
     wait_for(lambda: not marked(tsm), message="nothing of the home to run")
     assert tsm.row("d")["status"] == "stopped"
+
+
+REDIS = "/usr/bin/redis-server"
+
+
+@pytest.mark.skipif(not os.path.exists(REDIS) and not os.environ.get("CI"), reason="redis-server is not installed")
+def test_a_leader_that_overwrites_its_environment_is_still_recovered_once(tsm, port):
+    # redis-server sets its process title over the memory /proc/PID/environ shows, so its marker
+    # cannot be read: the pid and start time the daemon recorded still prove it is ours
+    tsm.run("start", "--name", "r", "--port", str(port), "--", REDIS, "--port", str(port), "--save", "",
+            "--bind", "127.0.0.1", check=True)
+    old = tsm.row(f"r-{port}")["pid"]
+    assert marker.environ_marker(old) == {}  # the premise: no TSM_* left to read
+    daemon = tsm.daemon_pid()
+    tsm.client.close()
+    os.kill(daemon, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(daemon), message="the daemon to die")
+    tsm.run("ping", check=True)
+    row = wait_for(lambda: (lambda r: r if r["status"] == "online" and r["pid"] != old else None)(tsm.row(f"r-{port}")),
+                   20, message="redis recovered under a new pid")
+    assert not pid_alive(old)
+    assert row["restarts"] == 0 and row["status"] == "online"  # it did not crash-loop on its old self's port
