@@ -24,8 +24,15 @@ def _print_json(data: Any) -> None:
 
 
 def cmd_start(c: Client, ns) -> int:
+    rows = commands.start_existing(c, ns)
+    if rows is not None:  # `tsm start NAME`: that process again, with its saved spec
+        for r in rows:
+            print(render.started(r))
+        return 0
     spec = commands.spec_from_args(ns)
     row = commands.start(c, spec)
+    if row.get("replaced") and row["replaced"] != row["name"]:
+        print(f"Stopped: {row['replaced']} (replaced)")
     print(render.started(row))
     return 0
 
@@ -235,7 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         print(h.text, end="")
         return 0
     except UsageError as exc:
-        print(f"tsm: {exc.message}", file=sys.stderr)
+        # the parser's messages already start with "tsm ..." (`tsm start: ...`)
+        message = exc.message if exc.message.startswith("tsm") else f"tsm: {exc.message}"
+        print(message, file=sys.stderr)
         return 2
     except TsmError as exc:
         print(f"tsm: {type(exc).__name__}: {exc.message}", file=sys.stderr)

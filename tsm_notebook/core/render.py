@@ -112,7 +112,27 @@ def exit_text(r: dict[str, Any]) -> str:
     return "-"
 
 
+#: the start line's verb for each ``action`` a smart start reports
+_START_VERBS = {
+    "unchanged": "Already running (same spec)",
+    "restarted with the new spec": "Restarted with the new spec",
+    "started with the new spec": "Started with the new spec",
+}
+
+
 def started(r: dict[str, Any]) -> str:
-    """The seed's start line."""
+    """The seed's start line; a re-run says what it did (``Already running (same spec): ...``)."""
     port = r.get("port")
-    return f"Started: {r['name']} (TSM ID: {r['tsm_id']}, PID: {r.get('pid') or '-'}, Port: {port if port is not None else '-'})"
+    verb = _START_VERBS.get(r.get("action") or "", "Started")
+    return f"{verb}: {r['name']} (TSM ID: {r['tsm_id']}, PID: {r.get('pid') or '-'}, Port: {port if port is not None else '-'})"
+
+
+def start_note(r: dict[str, Any]) -> str | None:
+    """What a re-run start did, in words, or None for a plain start."""
+    action = r.get("action")
+    if action in (None, "started"):
+        return None
+    note = _START_VERBS.get(action, action)
+    if r.get("replaced") and r["replaced"] != r.get("name"):
+        note += f" (replaces {r['replaced']})"
+    return note

@@ -18,8 +18,16 @@ from ..core import states
 from ..core.errors import StartFailed, UsageError
 from ..core.logread import tail
 from .managed import Managed, Run
-from .ports import accepts
+from .ports import accepts, listening, tree_pids
 from .proctree import decode
+
+
+def port_listens(port: int, pid: int, *, tree: bool = True) -> bool:
+    """True when ``port`` accepts on 127.0.0.1 or ::1, or (with ``tree``, which costs a scan of
+    the connection table) when the process tree of ``pid`` listens on it at any address."""
+    if accepts(port) or accepts(port, "::1"):
+        return True
+    return tree and port in listening(tree_pids(pid))
 
 
 class Launcher:
@@ -30,8 +38,8 @@ class Launcher:
         env.update(m.spec.env)
         if m.port is not None:
             env["PORT"] = str(m.port)
-        if m.spec.type == "python":
-            env["PYTHONUNBUFFERED"] = "1"
+        # every child: entry points and shebang scripts (uvicorn, flask, celery) are Python too
+        env.setdefault("PYTHONUNBUFFERED", "1")
         env["TSM_NAME"] = m.name
         env["TSM_ID"] = str(m.tsm_id)
         env["TSM_HOME"] = str(self.home.root)
@@ -116,14 +124,18 @@ class Launcher:
         at once instead of at the end of the window (the port was checked free before the spawn).
         """
         deadline = self.loop.time() + window
+        limit = 60.0 if m.spec.wait_port is True else float(m.spec.wait_port or 0)
         if m.spec.wait_port:
-            deadline = self.loop.time() + 60.0
+            deadline = self.loop.time() + limit
+        next_tree_check = 0.0
         while True:
             remaining = deadline - self.loop.time()
             if run.exited.done() or remaining <= 0:
                 break
-            if m.port is not None and accepts(m.port):
+            if m.port is not None and port_listens(m.port, run.pid, tree=self.loop.time() >= next_tree_check):
                 break
+            if self.loop.time() >= next_tree_check:
+                next_tree_check = self.loop.time() + 0.25
             step = min(remaining, 0.01 if m.port is not None else remaining)
             try:
                 await asyncio.wait_for(asyncio.shield(run.exited), step)
@@ -149,9 +161,13 @@ class Launcher:
             msg += f"\n(full logs: tsm logs {m.name})"
             self.set_status(m, states.ERRORED, "errored", reason=f"exited during launch ({what})")
             raise StartFailed(msg, name=m.name, exit_code=code, signal=sig, stderr=lines)
-        if m.spec.wait_port and not accepts(m.port):
+        if m.spec.wait_port and not port_listens(m.port, run.pid):
+            others = [p for p in listening(tree_pids(run.pid)) if p != m.port]
             await self.stop(m)
-            raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
+            msg = f"{m.name} did not listen on port {m.port} within {limit:g}s"
+            if others:
+                msg += f" (it listens on {', '.join(map(str, others))}: give that --port, or --no-port)"
+            raise StartFailed(msg, name=m.name)
         self._mark_online(m, run)
 
     def _mark_online(self, m: Managed, run: Run) -> None:

@@ -136,11 +136,15 @@ class Supervisor(Launcher):
                 return m
         return None
 
-    async def create(self, spec: LaunchSpec, env: dict[str, str]) -> Managed:
-        """Validate, create the directory and metadata, spawn, wait for the launch window."""
+    async def create(self, spec: LaunchSpec, env: dict[str, str], *, prefer_port: int | None = None) -> Managed:
+        """Validate, create the directory and metadata, spawn, wait for the launch window.
+
+        With ``P+``, ``prefer_port`` (the port of the process this one replaces) is taken when it
+        is free and at least P."""
         port = spec.port  # build_spec already took PORT from the env file or -e
         if port is not None and spec.port_search:
-            found = first_free(port)
+            usable = prefer_port is not None and prefer_port >= port and is_free(prefer_port)
+            found = prefer_port if usable else first_free(port)
             if found is None:
                 raise PortInUse(f"no free port at or above {port}", port=port)
             port = found

@@ -261,6 +261,9 @@ def process_card(row: Mapping[str, Any]) -> str:
         ("stdout", f"<code>{e(str(row.get('out_log') or '-'))}</code>"),
         ("stderr", f"<code>{e(str(row.get('err_log') or '-'))}</code>"),
     ]
+    note = render.start_note(row)
+    if note:
+        cells.insert(0, ("start", f"<i>{e(note)}</i>"))
     body = "".join(
         f'<tr><th style="text-align:left;padding:1px 8px 1px 0;font-weight:normal;color:var(--jp-ui-font-color2,#57606a)">{k}</th>'
         f'<td style="text-align:left;padding:1px 0">{v}</td></tr>'
@@ -319,10 +322,12 @@ def start_spec(spec: Any, *, home: str | os.PathLike[str] | Home | None = None) 
     The child inherits this process's environment (less what only makes sense inside it, see
     :func:`tsm_notebook.commands.child_environment`) plus the spec's variables. Returns once the
     process is online (after its launch window, or once its port accepts with ``wait_port``).
-    Raises ProcessExists, PortInUse, StartFailed, UsageError, DaemonError.
+    Safe to re-run: the same spec as a running process returns that process; a changed spec
+    restarts it with the new one (the snapshot's ``action`` says which, and its card shows it).
+    Raises PortInUse, StartFailed, UsageError, DaemonError.
     """
     h = _home(home)
-    return Process(commands.start(shared_client(h), spec), h)
+    return Process(commands.start(shared_client(h), spec, kernel=True), h)
 
 
 def start(

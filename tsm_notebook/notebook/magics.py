@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from . import api
 from ..client import commands
@@ -57,8 +57,12 @@ def _client(ns: argparse.Namespace):
 # ---------------------------------------------------------------------- routes
 
 
-def _start(ns: argparse.Namespace) -> api.Process:
-    return api.start_spec(commands.spec_from_args(ns), home=ns.home)
+def _start(ns: argparse.Namespace) -> Any:
+    rows = commands.start_existing(api.shared_client(ns.home), ns)
+    if rows is not None:  # `%tsm start NAME`: that process again, with its saved spec
+        procs = [api.Process(r, ns.home) for r in rows]
+        return procs[0] if len(procs) == 1 else procs
+    return api.start_spec(commands.spec_from_args(ns, kernel=True), home=ns.home)
 
 
 def _each(action: Callable[..., list[api.Process]]) -> Callable[[argparse.Namespace], list[api.Process]]:
@@ -172,10 +176,29 @@ def _notebook_only(argv: list[str]) -> argparse.Namespace | None:
     return argparse.Namespace(cmd=rest[0], home=home)
 
 
-def run_line(line: str) -> Any:
-    """Carry out one ``%tsm`` line and return its result. Raises TsmError or commands.Help."""
+#: parsed values that are never expanded: the command is the program's, its ``$PORT`` its own
+_NOT_EXPANDED = frozenset({"cmd", "command", "argv_mode"})
+
+
+def _expanded(ns: argparse.Namespace, expand: Callable[[str], str]) -> argparse.Namespace:
+    """``ns`` with ``expand`` applied to every option value and target, never to the command."""
+    for key, value in vars(ns).items():
+        if key in _NOT_EXPANDED:
+            continue
+        if isinstance(value, str):
+            setattr(ns, key, expand(value))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            setattr(ns, key, [expand(v) for v in value])
+    return ns
+
+
+def run_line(line: str, *, expand: Callable[[str], str] = str) -> Any:
+    """Carry out one ``%tsm`` line and return its result. Raises TsmError or commands.Help.
+
+    ``expand`` (the magic passes IPython's ``$var``/``{var}`` expansion) is applied to option
+    values and targets after parsing, never to the command: ``$PORT`` reaches the process."""
     argv = _split(line, "%tsm")
-    ns = _notebook_only(argv) or commands.parse(argv, prog="%tsm")
+    ns = _expanded(_notebook_only(argv) or commands.parse(argv, prog="%tsm"), expand)
     return ROUTES[ns.cmd](ns)
 
 
@@ -233,15 +256,21 @@ def _prune_scripts(home: Home, keep: Path) -> None:
         pass  # tidying is best effort: the start itself succeeded
 
 
-def run_cell(line: str, cell: str) -> api.Process:
+def run_cell(line: str, cell: str, *, expand: Callable[[str], str] = str,
+             user_ns: dict[str, Any] | None = None) -> api.Process:
     """Start the body of a ``%%tsm start ...`` cell as a managed process; returns its snapshot.
 
     The body is written by :func:`script_path` and run by this kernel's Python (``--lang
     python``, the default: the same environment and packages) or by ``bash`` (``--lang bash``);
     ``--interpreter`` overrides either. Every option of ``tsm start`` applies; ``--name`` is
-    required. Raises TsmError or commands.Help.
+    required; ``--var NAME`` also assigns the process to ``NAME`` in ``user_ns``. Re-running an
+    edited cell replaces its running process (the script is content-addressed, so the spec
+    differs). ``expand`` expands ``$var``/``{var}`` in option values. Raises TsmError or
+    commands.Help.
     """
-    ns = commands.parse(_split(line, "%%tsm"), prog="%%tsm", cell=True)
+    ns = _expanded(commands.parse(_split(line, "%%tsm"), prog="%%tsm", cell=True), expand)
+    if ns.var is not None and not ns.var.isidentifier():
+        raise UsageError(f"%%tsm start: --var {ns.var!r} is not a Python name")
     if not cell.strip():
         raise UsageError("%%tsm start: the cell is empty; its body is the program to run")
     if not ns.name:
@@ -250,8 +279,10 @@ def run_cell(line: str, cell: str) -> api.Process:
     script = script_path(home, ns.name, cell, ns.lang)
     runner = [] if ns.interpreter else [sys.executable if ns.lang == "python" else "bash"]
     ns.command, ns.argv_mode = [*runner, str(script)], True
-    proc = api.start_spec(commands.spec_from_args(ns), home=home)
+    proc = api.start_spec(commands.spec_from_args(ns, kernel=True), home=home)
     _prune_scripts(home, keep=script)
+    if ns.var and user_ns is not None:
+        user_ns[ns.var] = proc
     return proc
 
 
@@ -275,6 +306,17 @@ def one_line(exc: TsmError) -> str:
 class TsmMagics(Magics):
     """The ``%tsm`` line magic and ``%%tsm`` cell magic."""
 
+    def _expand(self, text: str) -> str:
+        """IPython's expansion (``$var``, ``{expr}``, ``$$`` for ``$``) in the user's namespace
+        only (not this method's locals); text that does not expand is left as it is."""
+        from IPython.utils.text import DollarFormatter
+
+        try:
+            return DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns)
+        except Exception:
+            return text
+
+    @no_var_expand
     @line_cell_magic
     def tsm(self, line: str, cell: str | None = None) -> Any:
         """Manage long-running processes; the grammar of the ``tsm`` command line.
@@ -289,13 +331,17 @@ class TsmMagics(Magics):
             %tsm panel                   # the live panel (also %tsm monit)
             %tsm -h                      # every subcommand; %tsm start -h for its options
 
-            %%tsm start --name worker [--lang bash] [start options]
+            %%tsm start --name worker [--lang bash] [--var w] [start options]
             <the program to run>
 
-        Mistakes are reported as one-line UsageErrors.
+        The command is passed as written (``$PORT`` is the process's own); ``$var`` and
+        ``{var}`` are expanded in option values and targets only. Mistakes are reported as
+        one-line UsageErrors.
         """
         try:
-            return run_line(line) if cell is None else run_cell(line, cell)
+            if cell is None:
+                return run_line(line, expand=self._expand)
+            return run_cell(line, cell, expand=self._expand, user_ns=self.shell.user_ns)
         except commands.Help as h:
             print(h.text, end="")
             return None
