@@ -41,7 +41,10 @@ def _each(action: str, verb: str) -> Callable[[Client, Any], int]:
     def run(c: Client, ns) -> int:
         rows = c.call(action, target=ns.target)
         for r in rows:
-            print(f"{verb}: {r['name']} (TSM ID: {r['tsm_id']}, status: {r['status']})" if isinstance(r, dict) else f"{verb}: {r}")
+            name = r["name"] if isinstance(r, dict) else r
+            if ns.target not in (name, "all") and not str(ns.target).isdigit():
+                print(f"{ns.target}: the only process of that base name is {name}")
+            print(f"{verb}: {name} (TSM ID: {r['tsm_id']}, status: {r['status']})" if isinstance(r, dict) else f"{verb}: {r}")
         return 0
 
     return run
@@ -77,31 +80,41 @@ def cmd_logs(c: Client, ns) -> int:
     rows = c.call("describe", target=ns.target)
     stream = "out" if ns.out else "err" if ns.err else "both"
     since = logread.parse_since(ns.since) if ns.since else None
-    many = len(rows) > 1
-    if ns.follow and many:
-        raise UsageError("tsm logs --follow follows one process at a time")
+    many = len(rows) > 1 or ns.target == "all"
     if ns.follow:
         # The tail and what follows come from one snapshot: no line missed or shown twice between.
-        from ..core.logfollow import follow
+        from ..core.logfollow import follow_many
 
-        lines = follow(Path(rows[0]["dir"]), stream=stream, lines=ns.lines, since=since)
+        colour = _colour(sys.stdout)
+        lines = follow_many([(r["name"], Path(r["dir"])) for r in rows], stream=stream, lines=ns.lines,
+                            since=since)
         try:
-            for line in lines:
-                _print_line(rows[0]["name"], line, ns, labelled=False)
+            for name, line in lines:
+                _print_line(name, line, ns, labelled=many, colour=colour)
                 sys.stdout.flush()
         except KeyboardInterrupt:  # Ctrl-C is how following ends: exit 0, no traceback
             pass
         finally:
             lines.close()  # type: ignore[attr-defined]
         return 0
+    colour = _colour(sys.stdout)
     for r in rows:
         for line in logread.tail(Path(r["dir"]), stream=stream, lines=ns.lines, since=since):
-            _print_line(r["name"], line, ns, labelled=many)
+            _print_line(r["name"], line, ns, labelled=many, colour=colour)
     sys.stdout.flush()
     return 0
 
 
-def _print_line(name: str, line, ns, *, labelled: bool) -> None:
+def _colour(stream) -> bool:
+    """Colour the names of a mixed stream on a terminal (or with FORCE_COLOR), never with NO_COLOR."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or (hasattr(stream, "isatty") and stream.isatty())
+
+
+def _print_line(name: str, line, ns, *, labelled: bool, colour: bool = False) -> None:
     """One line: ``[name|]stream | text`` (the name when ``labelled``); ``--raw`` the bytes as
     stored (timestamp prefix included), nothing added but the newline; ``--json`` one object
     ``{name, stream, time (epoch s or null), text, raw}``: ``raw`` is null unless the bytes are
@@ -118,7 +131,7 @@ def _print_line(name: str, line, ns, *, labelled: bool) -> None:
     elif ns.raw:
         sys.stdout.buffer.write(line.raw + b"\n")
     else:
-        label = f"{name}|{line.stream}" if labelled else line.stream
+        label = f"{render.name_label(name, colour)}|{line.stream}" if labelled else line.stream
         print(f"{label} | {line.text}")
 
 

@@ -136,3 +136,32 @@ def start_note(r: dict[str, Any]) -> str | None:
     if r.get("replaced") and r["replaced"] != r.get("name"):
         note += f" (replaces {r['replaced']})"
     return note
+
+
+_ANSI_RE = None
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (colours, cursor moves, titles)."""
+    global _ANSI_RE
+    if "\x1b" not in text:
+        return text
+    if _ANSI_RE is None:
+        import re
+
+        _ANSI_RE = re.compile(r"\x1b\[[0-9;:?<=>]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+    return _ANSI_RE.sub("", text)
+
+
+#: ANSI colours of process names in a mixed log stream (`tsm logs -f` of several processes)
+NAME_ANSI = ("34", "32", "35", "33", "36", "31", "94", "92", "95", "93", "96", "91")
+
+
+def name_label(name: str, colour: bool) -> str:
+    """``name`` in a stable ANSI colour (the same name, the same colour) when ``colour``."""
+    if not colour:
+        return name
+    import zlib
+
+    return f"\x1b[{NAME_ANSI[zlib.crc32(name.encode()) % len(NAME_ANSI)]}m{name}\x1b[0m"
+

@@ -16,10 +16,26 @@ import psutil
 
 from ..core import states
 from ..core.errors import StartFailed, UsageError
-from ..core.logread import tail
+from ..core.logread import LogLine, tail
 from .managed import Managed, Run
 from .ports import accepts, listening, tree_pids
 from .proctree import decode
+
+
+def _run_stderr(directory: Path, mark: tuple[int, int] | None, count: int = 10) -> list[str]:
+    """The last ``count`` stderr lines of one run: what ``current.err`` gained since ``mark``, so
+    a failed start does not repeat the errors of the attempts before it."""
+    path = directory / "current.err"
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            start = 0 if mark is None else mark[1]
+            if mark is None or (st.st_ino == mark[0] and st.st_size >= start):
+                f.seek(max(start, st.st_size - 256 * 1024))
+                return [LogLine.parse("err", raw).text for raw in f.read().splitlines()][-count:]
+    except OSError:
+        return []
+    return [ln.text for ln in tail(directory, stream="err", lines=count)]
 
 
 def port_listens(port: int, pid: int, *, tree: bool = True) -> bool:
@@ -48,6 +64,11 @@ class Launcher:
     def _spawn(self, m: Managed) -> Run:
         spec = m.spec
         m.refresh_writers(self.config)
+        try:
+            st = os.stat(m.dir / "current.err")
+            err_mark: tuple[int, int] | None = (st.st_ino, st.st_size)
+        except OSError:
+            err_mark = None
         pipes = self.capture.pipes()
         try:
             try:
@@ -81,7 +102,7 @@ class Launcher:
             ctime = psutil.Process(popen.pid).create_time()
         except psutil.Error:
             ctime = None
-        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime)
+        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime, err_mark=err_mark)
         run.exited = self.loop.create_future()
         self.capture.attach(m, run, pipes)
         self.by_pid[run.pid] = (m, run)
@@ -153,7 +174,7 @@ class Launcher:
                 self.set_status(m, states.STOPPED, "stop", reason="exited with code 0, autorestart off")
                 return
 
-            lines = [ln.text for ln in tail(m.dir, stream="err", lines=10)]
+            lines = _run_stderr(m.dir, run.err_mark)
             what = f"exit code {code}" if sig is None else f"signal {signal.Signals(sig).name}"
             msg = f"{m.name} exited at once ({what})"
             if lines:

@@ -28,6 +28,7 @@ class Run:
     exited: asyncio.Future | None = None  # resolves to the wait status
     pipes_closed: asyncio.Event = field(default_factory=asyncio.Event)
     launch_waiting: bool = False  # a start request is waiting on this run and reports its death
+    err_mark: tuple[int, int] | None = None  # (inode, size) of current.err at the spawn
 
 
 class Managed:

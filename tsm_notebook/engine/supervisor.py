@@ -76,7 +76,9 @@ class Supervisor(Launcher):
         return n
 
     def resolve(self, target: Any) -> list[Managed]:
-        """The processes a target names: ``all``, a tsm_id, or a name. Raises ProcessNotFound."""
+        """The processes a target names: ``all``, a tsm_id, a name, or a base name (``--name``
+        without the port) that exactly one process has. Raises ProcessNotFound (listing the
+        candidates when a base name is shared)."""
         if target is None or target == "":
             raise UsageError("a target is needed: a name, a tsm_id or 'all'")
         t = str(target)
@@ -89,6 +91,13 @@ class Supervisor(Launcher):
                 if m.tsm_id == int(t):
                     return [m]
             raise ProcessNotFound(f"no process with tsm_id {t}", target=t)
+        # the base name (`redis` for redis-6390) when exactly one process has it
+        same = sorted((m for m in self.procs.values() if m.spec.name == t), key=lambda m: m.tsm_id)
+        if len(same) == 1:
+            return same
+        if same:
+            names = ", ".join(m.name for m in same)
+            raise ProcessNotFound(f"{t!r} is the base name of {len(same)} processes: {names}; name one", target=t)
         raise ProcessNotFound(f"no process named {t!r}", target=t)
 
     def save_meta(self, m: Managed) -> None:

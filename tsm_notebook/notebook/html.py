@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Iterable, Sequence
 
 from ..core import render, states
+from .ansi import ansi_html, name_color
 
 __all__ = [
     "STATUS_COLORS", "status_color", "status_badge", "proxy_available", "port_url", "port_link",
@@ -174,7 +175,9 @@ def log_lines(lines: Iterable[tuple[str | None, str, str, float | None]], *, emp
 
     ``who`` labels the line when several processes are shown (None otherwise); ``err`` lines are
     red; ``time`` (epoch seconds, None when the line has no timestamp) is shown as local
-    ``HH:MM:SS``. Lines longer than :data:`MAX_LINE` characters are cut. ``style`` as in
+    ``HH:MM:SS``. ANSI colours render as HTML (other escape codes are dropped); names are
+    coloured by :func:`~tsm_notebook.notebook.ansi.name_color`. Lines longer than
+    :data:`MAX_LINE` characters are cut. ``style`` as in
     :func:`status_table`.
     """
     out = []
@@ -182,8 +185,8 @@ def log_lines(lines: Iterable[tuple[str | None, str, str, float | None]], *, emp
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …"
         label = f'<span class="t">{time.strftime("%H:%M:%S", time.localtime(t))} </span>' if t is not None else ""
-        label += f'<span class="who">{html.escape(who)} | </span>' if who else ""
-        body = html.escape(text)
+        label += f'<span class="who" style="color:{name_color(who)}">{html.escape(who)} | </span>' if who else ""
+        body = ansi_html(text)  # colours as in cell output; no escape code reaches the page
         out.append(f'{label}<span class="err">{body}</span>' if stream == "err" else f"{label}{body}")
     inner = "\n".join(out) if out else f'<span class="none">{html.escape(empty)}</span>'
     # column-reverse keeps the box scrolled to its end as lines arrive

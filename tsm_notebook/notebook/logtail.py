@@ -12,7 +12,7 @@ import ipywidgets as widgets
 
 from . import html as tsm_html
 from ..client.client import Client
-from ..core import logread
+from ..core import logread, render
 from ..core.errors import UsageError
 from ..core.paths import Home
 from .live import Live, close_tree, error_text
@@ -53,7 +53,8 @@ class LogTail(Live, widgets.VBox):
         self._lock = threading.RLock()
         self._sources: list[tuple[str, Path]] = []
         self._stamp: Any = None
-        #: the lines shown, as plain text (``name | `` prefixed when several processes are shown)
+        #: the lines shown, as plain text without colour codes (``name | `` prefixed when several
+        #: processes are shown)
         self.text = ""
         self.title = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.lines_picker = widgets.Dropdown(
@@ -133,7 +134,7 @@ class LogTail(Live, widgets.VBox):
             self.title.value = title
             self.output.value = tsm_html.log_lines([(w, s, text, t) for t, w, s, text in shown], empty=empty,
                                                    style=self._own_style)
-            self.text = "\n".join(f"{w} | {t}" if w else t for _, w, _s, t in shown)
+            self.text = "\n".join(render.strip_ansi(f"{w} | {t}" if w else t) for _, w, _s, t in shown)
             self._stamp = stamp
 
     #: whether the log HTML carries the stylesheet (a panel sends it once for all its parts)
