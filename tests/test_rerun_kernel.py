@@ -95,3 +95,27 @@ def test_kernel_children_get_unbuffered_python_no_forced_colour_and_the_kernel_b
     wait_for(lambda: "hello from an entry point None" in out.read_text(), message="the print in the log")
     tp = tsm.proc_dir("tp") / "current.out"
     wait_for(lambda: "pong" in tp.read_text(), message="tsm found on the kernel's bin")
+
+
+def test_colour_codes_render_as_html_in_the_log_views(tsm, tmp_path):
+    script = tmp_path / "colour.py"
+    script.write_text("import time\n"
+                      "print('\\x1b[31mred alert\\x1b[0m and \\x1b[1;32mgreen\\x1b[0m', flush=True)\n"
+                      "time.sleep(600)\n")
+    cells = run_cells(tsm, tmp_path, [
+        "%load_ext tsm_notebook",
+        f'%tsm start --name colour -- {PY} {script}',
+        f'%tsm start --name plain -- {PY} -c "import time; print(1, flush=True); time.sleep(600)"',
+        "import time\nfor _ in range(200):\n    logs = %tsm logs colour\n"
+        "    if 'alert' in repr(logs): break\n    time.sleep(0.05)\nlogs",
+        "tail = %tsm logs all -f\ntail.refresh()\nprint(repr(tail.output.value))\nprint(repr(tail.text))\ntail.close()",
+    ])
+    for c in cells:
+        assert "Error" not in outputs(c), outputs(c)
+    html = "".join(o.get("data", {}).get("text/html", "") for o in cells[3].outputs if "data" in o)
+    assert "red alert" in html and "\x1b" not in html
+    assert '<span style="color:#e75c58">red alert</span>' in html
+    assert '<span style="color:#00a250;font-weight:bold">green</span>' in html
+    live = outputs(cells[4])
+    assert "red alert" in live and "\\x1b" not in live  # the LogTail's HTML and its plain text
+    assert 'class="who" style="color:' in live  # every process in one view, names coloured
