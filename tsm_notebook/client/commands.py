@@ -264,7 +264,7 @@ def child_environment(env: dict[str, str] | None = None, *, kernel: bool = False
     colour-forcing variables a front end sets for itself (``FORCE_COLOR``, ``CLICOLOR_FORCE``)
     are dropped: a child asks for colour with ``-e`` if it wants it."""
     env = dict(os.environ if env is None else env)
-    for key in ("JPY_PARENT_PID", "JPY_SESSION_NAME", "TSM_NAME", "TSM_ID"):
+    for key in ("JPY_PARENT_PID", "JPY_SESSION_NAME", "TSM_NAME", "TSM_ID", "TSM_URL", "TSM_BASE_PATH"):
         env.pop(key, None)
     if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
         del env["MPLBACKEND"]

@@ -14,6 +14,9 @@
     [daemon]
     launch_window = "250ms" # a start returns once the child is alive this long (or its port accepts)
 
+    [notebook]
+    url_template = "https://my.host/proxy/{port}/"  # links to ports (default: found, see notebook.proxy)
+
 Values go through the same checks as the command-line options (:mod:`tsm_notebook.core.units`):
 sizes take B/K/M/G, durations ms/s/m/h/d/w; a TOML number is bytes or seconds, and a string of
 digits alone is refused for a duration (``"3"``: write ``"3s"`` or ``3``). ``compress`` must be a
@@ -69,6 +72,12 @@ def _count(value: object, key: str) -> int:
     return parse_count(value, key)  # type: ignore[arg-type]
 
 
+def _url_template(value: object, key: str) -> str:
+    if not isinstance(value, str) or "{port}" not in value:
+        raise UsageError(f"{key}: invalid value {value!r}: a URL with {{port}} in it, e.g. \"https://host/proxy/{{port}}/\"")
+    return value
+
+
 #: section -> key -> (attribute of Config, parser(value, "section.key"))
 KEYS = {
     "logs": {
@@ -85,6 +94,9 @@ KEYS = {
     "daemon": {
         "launch_window": ("launch_window", _duration),
     },
+    "notebook": {
+        "url_template": ("url_template", _url_template),
+    },
 }
 
 
@@ -93,7 +105,7 @@ class Config:
 
     __slots__ = (
         "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
-        "sample_interval", "history_retention", "launch_window",
+        "sample_interval", "history_retention", "launch_window", "url_template",
     )  # fmt: skip
 
     def __init__(
@@ -107,6 +119,7 @@ class Config:
         sample_interval: float = 2.0,
         history_retention: float = 7 * 86400.0,
         launch_window: float = 0.25,
+        url_template: str | None = None,
     ) -> None:
         values = dict(locals())
         del values["self"]

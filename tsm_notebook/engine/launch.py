@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -54,6 +55,14 @@ class Launcher:
         env.update(m.spec.env)
         if m.port is not None:
             env["PORT"] = str(m.port)
+            # where a browser reaches it (a notebook sends its proxy's template), for apps that
+            # need their public URL or base path (streamlit --server.baseUrlPath, panel --prefix)
+            template = env.pop("TSM_URL_TEMPLATE", "") or "http://localhost:{port}"
+            env["TSM_URL"] = template.replace("{port}", str(m.port))
+            path = urlsplit(env["TSM_URL"]).path or "/"
+            env["TSM_BASE_PATH"] = path if path.endswith("/") else path + "/"
+        else:
+            env.pop("TSM_URL_TEMPLATE", None)
         # every child: entry points and shebang scripts (uvicorn, flask, celery) are Python too
         env.setdefault("PYTHONUNBUFFERED", "1")
         env["TSM_NAME"] = m.name

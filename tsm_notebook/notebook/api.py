@@ -199,7 +199,7 @@ class Process:
     @property
     def url(self) -> str | None:
         """Where a browser reaches the port (see :func:`tsm_notebook.html.port_url`), or None."""
-        return tsm_html.port_url(self.port)
+        return tsm_html.port_url(self.port, self.home)
 
     def as_dict(self) -> dict[str, Any]:
         """The raw row (a copy): every field the daemon sent."""
@@ -326,8 +326,12 @@ def start_spec(spec: Any, *, home: str | os.PathLike[str] | Home | None = None) 
     restarts it with the new one (the snapshot's ``action`` says which, and its card shows it).
     Raises PortInUse, StartFailed, UsageError, DaemonError.
     """
+    from .proxy import url_template
+
     h = _home(home)
-    return Process(commands.start(shared_client(h), spec, kernel=True), h)
+    env = commands.child_environment(kernel=True)
+    env["TSM_URL_TEMPLATE"] = url_template(h)  # the daemon fills in the port: TSM_URL, TSM_BASE_PATH
+    return Process(commands.start(shared_client(h), spec, env, kernel=True), h)
 
 
 def start(

@@ -9,10 +9,7 @@ lines) is escaped.
 
 from __future__ import annotations
 
-import functools
 import html
-import importlib.util
-import os
 import time
 from typing import Any, Callable, Iterable, Sequence
 
@@ -87,25 +84,20 @@ def status_badge(status: str | None) -> str:
             f'color:#fff;border-radius:9px;padding:0 7px">{text}</span>')
 
 
-@functools.lru_cache(maxsize=1)
 def proxy_available() -> bool:
-    """True when jupyter-server-proxy is installed here (checked once, without importing it)."""
-    return importlib.util.find_spec("jupyter_server_proxy") is not None
+    """True when the serving Jupyter offers jupyter-server-proxy (see :mod:`.proxy`)."""
+    from .proxy import server_has_proxy
+
+    return server_has_proxy()
 
 
-def port_url(port: int | None) -> str | None:
-    """Where a browser reaches ``port``: through jupyter-server-proxy (``<prefix>proxy/<port>/``,
-    which works on JupyterHub and Binder) when it is installed, else ``http://localhost:<port>``.
+def port_url(port: int | None, home: Any = None) -> str | None:
+    """Where a browser reaches ``port``: the home's ``notebook.url_template``, else through
+    jupyter-server-proxy (``<prefix>proxy/<port>/``, which works on JupyterHub and Binder) when
+    the serving Jupyter offers it, else ``http://localhost:<port>``. ``None`` for no port."""
+    from .proxy import port_url as url
 
-    The prefix is ``$JUPYTERHUB_SERVICE_PREFIX`` (set by JupyterHub and Binder), else ``/``.
-    ``None`` for no port.
-    """
-    if port is None:
-        return None
-    if proxy_available():
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
-        return f"{prefix.rstrip('/')}/proxy/{int(port)}/"
-    return f"http://localhost:{int(port)}"
+    return url(port, home)
 
 
 def port_link(port: int | None) -> str:
