@@ -15,7 +15,7 @@ from ..client.client import Client
 from ..core import logread, render
 from ..core.errors import UsageError
 from ..core.paths import Home
-from .live import Live, close_tree, error_text
+from .live import Live, close_tree, error_text, tick_mode
 
 __all__ = ["LogTail"]
 
@@ -39,12 +39,13 @@ class LogTail(Live, widgets.VBox):
     ``target`` is a name or tsm_id (``all`` or several matches follow each process, lines labelled);
     it is resolved once through the daemon, which raises :class:`~tsm_notebook.errors.ProcessNotFound`
     for an unknown one. ``lines`` per stream, ``stream`` ``"out"``, ``"err"`` or ``"both"`` (both can
-    be changed in the widget). Files are read directly every ``refresh`` seconds from a background
-    thread, and only when they changed; ``refresh=None`` means no thread (call :meth:`refresh`).
+    be changed in the widget). Files are read directly every ``refresh`` seconds, only when they
+    changed, driven by the front end or a background thread (``tick``, see :mod:`.live`); ``refresh=None`` means no thread (call :meth:`refresh`).
     """
 
     def __init__(self, target: str | int | None, home: str | os.PathLike[str] | Home | None = None, *,
-                 lines: int = 50, stream: str = "both", refresh: float | None = 1.0):
+                 lines: int = 50, stream: str = "both", refresh: float | None = 1.0, tick: str | None = None):
+        self.tick = tick_mode(tick)
         if stream not in ("out", "err", "both"):
             raise UsageError(f"invalid stream {stream!r}: use 'out', 'err' or 'both'")
         if not isinstance(lines, int) or lines < 1:
