@@ -6,6 +6,7 @@ start's message, `tsm start NAME` of a stopped process, a clean exit in the repo
 from __future__ import annotations
 
 import json
+import re
 import os
 import socket
 import subprocess
@@ -155,3 +156,18 @@ def test_logs_follow_every_process_in_one_coloured_stream(tsm):
         follower.wait(timeout=10)
         follower.stdout.close()
         follower.stderr.close()
+
+
+def test_a_changed_start_with_a_port_search_keeps_its_port(tsm):
+    base = free_port()
+    with socket.socket() as held:  # the first port of the range is taken: the search moves on
+        held.bind(("127.0.0.1", base))
+        held.listen()
+        cmd = f"{PY} -m http.server $PORT --bind 127.0.0.1"
+        first = tsm.run("start", cmd, "--name", "site", "--port", f"{base}+", check=True).stdout
+        name = re.search(r"Started: (site-\d+)", first).group(1)
+        again = tsm.run("start", cmd + " --directory /", "--name", "site", "--port", f"{base}+", check=True).stdout
+        assert again.startswith(f"Restarted with the new spec: {name} ")
+        third = tsm.run("start", cmd + " --directory /", "--name", "site", "--port", f"{base}+", check=True).stdout
+        assert third.startswith(f"Already running (same spec): {name} ")
+    assert [r["name"] for r in tsm.call("ls", all=True)] == [name]

@@ -352,7 +352,8 @@ def start(
     max_memory: int | str | None = None,
     kill_timeout: float | str | None = None,
     stop_signal: str | int | None = None,
-    wait_port: bool = False,
+    wait_port: bool | float | str = False,
+    no_port: bool = False,
     time: bool = False,
     log_max_size: int | str | None = None,
     log_retain: int | None = None,
@@ -371,7 +372,8 @@ def start(
     Durations (``min_uptime``, ``restart_delay``, ``exp_backoff``, ``kill_timeout``) are seconds
     as numbers; ``max_memory`` and ``log_max_size`` are bytes as numbers; strings take units
     (``"500ms"``, ``"200M"``). ``wait_port=True`` returns only once the port accepts connections
-    (up to 60 s). ``time=True`` prefixes log lines with their time.
+    on any address the process tree listens on (up to 60 s; a number of seconds or ``"2m"`` sets
+    the limit). ``no_port=True`` declares none (a ``-p 4`` in the command means something else). ``time=True`` prefixes log lines with their time.
 
     Raises UsageError (a bad option, a command that cannot run), ProcessExists, PortInUse,
     StartFailed (it died during its launch window; ``stderr`` holds its last lines), DaemonError.
@@ -387,6 +389,7 @@ def start(
         argv=None if argv is None else list(argv),
         name=name,
         port=port,
+        no_port=no_port,
         cwd=cwd,
         env_file=env_file,
         env=env or (),
