@@ -63,6 +63,7 @@ def test_rerunning_start_is_safe_and_start_name_restarts_a_stopped_one(tsm):
     out = tsm.run("start", "job", check=True).stdout
     assert out.startswith("Started: job") and tsm.row("job")["status"] == "online"
     assert tsm.row("job")["command"].startswith(PY)  # its saved spec, not a program called `job`
+    assert tsm.run("start", "job", check=True).stdout.startswith("Already running (same spec): job")
 
 
 def test_a_port_flag_of_a_client_is_not_a_port_and_no_port_overrides(tsm, tmp_path):
@@ -73,7 +74,9 @@ def test_a_port_flag_of_a_client_is_not_a_port_and_no_port_overrides(tsm, tmp_pa
         cli = fake_program(tmp_path, "redis-cli")
         r = tsm.run("start", f"{cli} -p {port} monitor", check=True)
         assert r.stdout.startswith("Started: redis-cli ") and tsm.row("redis-cli")["port"] is None
-        r = tsm.run("start", f"{PY} -m http.server {port}", "--name", "np", "--no-port", "--no-autorestart")
+        sleeper = [PY, "-c", "import time; time.sleep(600)", "--port", str(port)]  # its --port is not ours
+        assert tsm.run("start", "--name", "taken", "--", *sleeper).returncode == 1  # PortInUse
+        r = tsm.run("start", "--name", "np", "--no-port", "--", *sleeper)
         assert r.returncode == 0 and tsm.row("np")["port"] is None
 
 

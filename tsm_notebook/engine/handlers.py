@@ -108,11 +108,15 @@ def _replaced(d: Daemon, spec: LaunchSpec) -> Any:
 
 @command("start_existing")
 async def cmd_start_existing(d: Daemon, args: dict) -> list:
-    """args: {target} -> rows. Starts stopped/errored processes again with their saved spec."""
+    """args: {target} -> rows. Starts stopped/errored processes again with their saved spec; a
+    row of one that was already running has ``action: "unchanged"``."""
     ms = d.sup.resolve(args.get("target"))
+    rows = []
     for m in ms:
+        running = m.status in (states.ONLINE, states.LAUNCHING)
         await d.sup.start_existing(m)
-    return [d.row(m) for m in ms]
+        rows.append({**d.row(m), "action": "unchanged"} if running else d.row(m))
+    return rows
 
 
 @command("stop")
