@@ -174,3 +174,14 @@ def test_a_changed_start_with_a_port_search_keeps_its_port(tsm):
         third = tsm.run("start", cmd + " --directory /", "--name", "site", "--port", f"{base}+", check=True).stdout
         assert third.startswith(f"Already running (same spec): {name} ")
     assert [r["name"] for r in tsm.call("ls", all=True)] == [name]
+
+
+def test_logs_plain_drops_colour_codes(tsm, tmp_path):
+    script = tmp_path / "colour.py"
+    script.write_text("import time\nprint('\\x1b[31mred alert\\x1b[0m', flush=True)\ntime.sleep(600)\n")
+    tsm.run("start", "--name", "colour", "--", PY, str(script), check=True)
+    wait_for(lambda: "alert" in tsm.run("logs", "colour").stdout, message="the coloured line")
+    assert "\x1b[31m" in tsm.run("logs", "colour").stdout  # as written: a terminal shows the colour
+    for args in (["--plain"], ["--plain", "--raw"], ["--plain", "--json"]):
+        out = tsm.run("logs", "colour", *args, check=True).stdout
+        assert "red alert" in out and "\x1b" not in out and "\\u001b" not in out, (args, out)

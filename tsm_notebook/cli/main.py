@@ -115,11 +115,13 @@ def _colour(stream) -> bool:
 
 
 def _print_line(name: str, line, ns, *, labelled: bool, colour: bool = False) -> None:
-    """One line: ``[name|]stream | text`` (the name when ``labelled``); ``--raw`` the bytes as
+    """One line: ``[name|]stream | text`` (the name when ``labelled``; ``--plain`` drops colour
+    codes from the text, whatever the form); ``--raw`` the bytes as
     stored (timestamp prefix included), nothing added but the newline; ``--json`` one object
     ``{name, stream, time (epoch s or null), text, raw}``: ``raw`` is null unless the bytes are
     not valid UTF-8 (``text`` then has U+FFFD in their place); it then holds them one code point
     per byte (latin-1), so ``raw.encode("latin-1")`` gives them back exactly."""
+    text = render.strip_ansi(line.text) if ns.plain else line.text
     if ns.json:
         try:
             line.raw.decode("utf-8")
@@ -127,12 +129,14 @@ def _print_line(name: str, line, ns, *, labelled: bool, colour: bool = False) ->
         except UnicodeDecodeError:
             raw = line.raw.decode("latin-1")
         print(json.dumps({"name": name, "stream": line.stream, "time": line.time,
-                          "text": line.text, "raw": raw}))
+                          "text": text, "raw": raw}))
     elif ns.raw:
-        sys.stdout.buffer.write(line.raw + b"\n")
+        data = render.strip_ansi(line.raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape") \
+            if ns.plain else line.raw
+        sys.stdout.buffer.write(data + b"\n")
     else:
         label = f"{render.name_label(name, colour)}|{line.stream}" if labelled else line.stream
-        print(f"{label} | {line.text}")
+        print(f"{label} | {text}")
 
 
 def cmd_flush(c: Client, ns) -> int:

@@ -115,6 +115,7 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     g.add_argument("--err", action="store_true", help="stderr only")
     lg.add_argument("--since", help="10m, 2h, 1d or an ISO time")
     lg.add_argument("--raw", action="store_true", help="lines exactly as written, no labels")
+    lg.add_argument("--plain", action="store_true", help="without colour codes (ANSI escapes removed)")
     lg.add_argument("--json", action="store_true", help="print JSON lines")
 
     f = add("flush", "empty log files")

@@ -36,6 +36,7 @@ from . import html as tsm_html
 from ..client.client import Client
 from ..core.errors import UsageError
 from ..core.paths import Home
+from .logs_api import LogLines
 
 __all__ = [
     "LogLines",
@@ -276,41 +277,6 @@ def process_card(row: Mapping[str, Any]) -> str:
         f"{tsm_html.status_badge(row.get('status'))}</div>"
         f"<table style=\"border-collapse:collapse;margin:0\">{body}</table></div>"
     )
-
-
-class LogLines(list):
-    """Log lines (:class:`~tsm_notebook.logread.LogLine`) that show themselves as ``tsm logs``
-    prints them: ``out | text``, or ``name|err | text`` when several processes are mixed.
-
-    A plain list otherwise. ``labelled`` says whether lines carry their process's name (default:
-    when they come from several processes). With ``raw`` the text repr shows the lines exactly as
-    written (timestamp prefixes included, no labels). The HTML repr is a scrolling box, err lines red.
-    """
-
-    def __init__(self, lines: Iterable[Any] = (), *, labelled: bool | None = None, raw: bool = False) -> None:
-        super().__init__(lines)
-        self.labelled = labelled
-        self.raw = raw
-
-    def _several(self) -> bool:
-        return self.labelled if self.labelled is not None else len({line.name for line in self}) > 1
-
-    def __repr__(self) -> str:
-        if not self:
-            return "(no log lines)"
-        if self.raw:
-            return "\n".join(line.raw.decode("utf-8", errors="replace") for line in self)
-        several = self._several()
-        return "\n".join(f"{line.name}|{line.stream} | {line.text}" if several else f"{line.stream} | {line.text}"
-                         for line in self)
-
-    def _repr_html_(self) -> str:
-        several = self._several()
-        return tsm_html.log_lines([(line.name if several else None, line.stream, line.text, line.time) for line in self])
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """``[{name, stream, time, text}]``, as ``tsm logs --json`` prints them."""
-        return [{"name": line.name, "stream": line.stream, "time": line.time, "text": line.text} for line in self]
 
 
 # ---------------------------------------------------------------------- actions

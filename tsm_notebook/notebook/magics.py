@@ -102,7 +102,7 @@ def _logs(ns: argparse.Namespace) -> Any:
     from .logs_api import logs
 
     found = logs(ns.target, lines=ns.lines, stream=stream, since=ns.since, home=ns.home)
-    lines = api.LogLines(found, labelled=ns.target == "all", raw=ns.raw)
+    lines = api.LogLines(found, labelled=ns.target == "all", raw=ns.raw, plain=ns.plain)
     return lines.to_dicts() if ns.json else lines
 
 
