@@ -41,8 +41,10 @@ redis:
 	  fi; \
 	fi
 
+# The venv's bin leads PATH for the server, so its terminals and kernels (and what they start:
+# `tsm`, `uvicorn`, what `%pip install` adds) find what the venv installed.
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
 test: $(STAMP) chromium redis
 	$(VENV)/bin/lint-imports --no-cache  # the layers' contracts (pyproject.toml)

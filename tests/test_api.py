@@ -17,6 +17,8 @@ from conftest import PY, ROOT, accepts, pid_alive, wait_for
 from tsm_notebook.notebook import api
 from tsm_notebook.notebook.html import port_url  # /proxy/<port>/ when jupyter-server-proxy is installed
 from tsm_notebook.core.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, TsmError, UsageError
+from tsm_notebook.core.spec import build_spec
+from tsm_notebook.notebook.api import shared_client
 
 SLEEP = [PY, "-c", "import time; time.sleep(600)"]
 
@@ -163,9 +165,11 @@ def test_errors_are_the_exception_tree(tsm, port):
     with pytest.raises(UsageError):
         tsm_notebook.start("no-such-program-here --flag", home=tsm.home)
 
-    tsm_notebook.start(SLEEP, name="dup", home=tsm.home)
-    with pytest.raises(ProcessExists) as exists:
-        tsm_notebook.start(SLEEP, name="dup", home=tsm.home)
+    first = tsm_notebook.start(SLEEP, name="dup", home=tsm.home)
+    again = tsm_notebook.start(SLEEP, name="dup", home=tsm.home)  # re-running is safe: the same one
+    assert (again.tsm_id, again.pid, again.as_dict()["action"]) == (first.tsm_id, first.pid, "unchanged")
+    with pytest.raises(ProcessExists) as exists:  # the daemon's plain start still refuses
+        shared_client(tsm.home).call("start", spec=build_spec(argv=SLEEP, name="dup").to_dict(), env={})
     assert exists.value.name == "dup"
 
     with pytest.raises(StartFailed) as failed:

@@ -55,6 +55,7 @@ def test_notebooks_run_in_binder_environment(tsm, binder_python, path, tmp_path)
     # the daemon the notebook started runs on the binder environment's interpreter
     import psutil
 
-    daemon = psutil.Process(tsm.daemon_pid())
-    assert daemon.cmdline()[0] == binder_python
+    pid = tsm.daemon_pid()  # None for a notebook that works in a scratch home of its own (03-recipes)
+    if pid is not None or path.stem != "03-recipes":
+        assert psutil.Process(pid).cmdline()[0] == binder_python
     assert tsm.call("ls", all=True) == []

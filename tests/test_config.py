@@ -55,6 +55,8 @@ memory-limit = "echo memory"
 online = "echo online"
 stop = "echo stop"
 timeout = "5s"
+[notebook]
+url_template = "https://lab.example/proxy/{port}/"
 """)
     assert cfg.to_dict() == {
         "log_max_size": 2 * 1024**2, "log_rotate_every": 0.0, "log_retain": 3, "log_max_age": 2 * 86400.0,
@@ -62,6 +64,7 @@ timeout = "5s"
         "hook_crash": "echo crash", "hook_errored": "echo errored", "hook_restart": "echo restart",
         "hook_memory_limit": "echo memory", "hook_online": "echo online", "hook_stop": "echo stop",
         "hook_timeout": 5.0,
+        "url_template": "https://lab.example/proxy/{port}/",
     }
     assert sum(len(keys) for keys in KEYS.values()) == len(cfg.to_dict())
 

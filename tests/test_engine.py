@@ -184,13 +184,13 @@ def test_child_that_dies_at_once_reports_code_and_stderr(tsm):
     assert tsm.row("boom")["status"] == "errored"
     # starting the same name again replaces the errored definition
     r = tsm.run("start", SLEEP, "--name", "boom", check=True)
-    assert "Started: boom" in r.stdout
+    assert "Started with the new spec: boom" in r.stdout
 
 
-def test_duplicate_name_refused(tsm):
+def test_duplicate_start_returns_the_running_process(tsm):
     tsm.run("start", SLEEP, "--name", "dup", check=True)
-    r = tsm.run("start", SLEEP, "--name", "dup")
-    assert r.returncode == 1 and "already exists" in r.stderr
+    r = tsm.run("start", SLEEP, "--name", "dup")  # smart start: a re-run is safe
+    assert r.returncode == 0 and "Already running (same spec): dup" in r.stdout
     assert len(tsm.call("ls")) == 1
 
 

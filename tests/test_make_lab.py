@@ -37,6 +37,21 @@ def test_make_lab_serves_the_notebooks(tmp_path):
         listing = json.load(urllib.request.urlopen(req, timeout=10))
         names = {item["name"] for item in listing["content"]}
         assert {"01-quickstart.ipynb", "02-monitoring.ipynb", "03-recipes.ipynb"} <= names
+        # a kernel of this server finds the venv's programs (`tsm`, `uvicorn`) first on PATH
+        start = urllib.request.Request(f"http://127.0.0.1:{port}/api/kernels", data=b"{}", method="POST",
+                                       headers={"Authorization": f"token {token}", "Content-Type": "application/json"})
+        json.load(urllib.request.urlopen(start, timeout=30))
+
+        def kernel():
+            for p in psutil.Process(proc.pid).children(recursive=True):
+                if any("ipykernel" in a for a in p.cmdline()):
+                    return p
+            return None
+
+        k = wait_for(kernel, timeout=30, interval=0.1, message="a kernel process")
+        pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        first = k.environ()["PATH"].split(os.pathsep)[0]
+        assert os.path.realpath(first) == os.path.realpath(ROOT / ".venv" / "bin")
     finally:
         os.killpg(proc.pid, signal.SIGTERM)  # the server shuts its kernels down on SIGTERM
         try:

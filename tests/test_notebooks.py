@@ -54,7 +54,11 @@ def test_there_are_notebooks():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_top_to_bottom(tsm, path, tmp_path):
+    tsm.home.mkdir(parents=True, exist_ok=True)
+    users_dump = tsm.home / "dump.json"  # the user's own saved processes: a demo must not touch them
+    users_dump.write_text('{"version": "0", "saved": 0, "processes": []}')
     nb = run_notebook(path, dict(tsm.env), tmp_path)
+    assert users_dump.read_text() == '{"version": "0", "saved": 0, "processes": []}', f"{path.name} rewrote dump.json"
     # outputs were produced (the notebook really ran), and nothing it started is left behind
     assert any(c.get("outputs") for c in nb.cells if c.cell_type == "code")
     texts = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells if c.cell_type == "code"]

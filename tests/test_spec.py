@@ -106,7 +106,18 @@ def test_parse_port_rejects(text, message):
         ("server --port 70000", None),
         ("server --port 0", None),
         ("server --port ²", None),
-        ("ssh -p 22 host", 22),
+        ("ssh -p 2222 host", None),  # where ssh connects, not a port it holds
+        ("redis-cli -p 6390 monitor", None),
+        ("redis-cli --port 6390", None),
+        ("psql --port 5432 db", None),
+        ("python train.py -p 4", None),  # a count
+        ("redis-server --port 6390", 6390),
+        ("python -m flask run -p 5001", 5001),
+        ("mlflow ui -p 5002", 5002),
+        ("npx serve -p 3005", 3005),
+        ("npx -y http-server -p 3006", 3006),
+        ("poetry run flask run -p 5003", 5003),
+        ("cd x && redis-cli -p 6391 monitor", None),
         ("python -c \"print('a:80')\"", None),
         ("app --port 9000 --bind 0.0.0.0:9001", 9000),  # the explicit flag wins
     ],

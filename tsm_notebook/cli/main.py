@@ -28,8 +28,15 @@ def cmd_start(c: Client, ns) -> int:
     up = commands.start_as_up(ns)  # `tsm start tsm.toml`, as PM2's ecosystem
     if up is not None:
         return cmd_up(c, up)
+    rows = commands.start_existing(c, ns)
+    if rows is not None:  # `tsm start NAME`: that process again, with its saved spec
+        for r in rows:
+            print(render.started(r))
+        return 0
     spec = commands.spec_from_args(ns)
     row = commands.start(c, spec)
+    if row.get("replaced") and row["replaced"] != row["name"]:
+        print(f"Stopped: {row['replaced']} (replaced)")
     print(render.started(row))
     return 0
 
@@ -38,7 +45,10 @@ def _each(action: str, verb: str) -> Callable[[Client, Any], int]:
     def run(c: Client, ns) -> int:
         rows = c.call(action, target=ns.target)
         for r in rows:
-            print(f"{verb}: {r['name']} (TSM ID: {r['tsm_id']}, status: {r['status']})" if isinstance(r, dict) else f"{verb}: {r}")
+            name = r["name"] if isinstance(r, dict) else r
+            if ns.target not in (name, "all") and not str(ns.target).isdigit():
+                print(f"{ns.target}: the only process of that base name is {name}")
+            print(f"{verb}: {name} (TSM ID: {r['tsm_id']}, status: {r['status']})" if isinstance(r, dict) else f"{verb}: {r}")
         return 0
 
     return run
@@ -78,36 +88,48 @@ def cmd_logs(c: Client, ns) -> int:
     rows = c.call("describe", target=ns.target)
     stream = "out" if ns.out else "err" if ns.err else "both"
     since = logread.parse_since(ns.since) if ns.since else None
-    many = len(rows) > 1
-    if ns.follow and many:
-        raise UsageError("tsm logs --follow follows one process at a time")
+    many = len(rows) > 1 or ns.target == "all"
     if ns.follow:
         # The tail and what follows come from one snapshot: no line missed or shown twice between.
-        from ..core.logfollow import follow
+        from ..core.logfollow import follow_many
 
-        lines = follow(Path(rows[0]["dir"]), stream=stream, lines=ns.lines, since=since)
+        colour = _colour(sys.stdout)
+        lines = follow_many([(r["name"], Path(r["dir"])) for r in rows], stream=stream, lines=ns.lines,
+                            since=since)
         try:
-            for line in lines:
-                _print_line(rows[0]["name"], line, ns, labelled=False)
+            for name, line in lines:
+                _print_line(name, line, ns, labelled=many, colour=colour)
                 sys.stdout.flush()
         except KeyboardInterrupt:  # Ctrl-C is how following ends: exit 0, no traceback
             pass
         finally:
             lines.close()  # type: ignore[attr-defined]
         return 0
+    colour = _colour(sys.stdout)
     for r in rows:
         for line in logread.tail(Path(r["dir"]), stream=stream, lines=ns.lines, since=since):
-            _print_line(r["name"], line, ns, labelled=many)
+            _print_line(r["name"], line, ns, labelled=many, colour=colour)
     sys.stdout.flush()
     return 0
 
 
-def _print_line(name: str, line, ns, *, labelled: bool) -> None:
-    """One line: ``[name|]stream | text`` (the name when ``labelled``); ``--raw`` the bytes as
+def _colour(stream) -> bool:
+    """Colour the names of a mixed stream on a terminal (or with FORCE_COLOR), never with NO_COLOR."""
+    import os
+
+    if os.environ.get("NO_COLOR"):
+        return False
+    return bool(os.environ.get("FORCE_COLOR")) or (hasattr(stream, "isatty") and stream.isatty())
+
+
+def _print_line(name: str, line, ns, *, labelled: bool, colour: bool = False) -> None:
+    """One line: ``[name|]stream | text`` (the name when ``labelled``; ``--plain`` drops colour
+    codes from the text, whatever the form); ``--raw`` the bytes as
     stored (timestamp prefix included), nothing added but the newline; ``--json`` one object
     ``{name, stream, time (epoch s or null), text, raw}``: ``raw`` is null unless the bytes are
     not valid UTF-8 (``text`` then has U+FFFD in their place); it then holds them one code point
     per byte (latin-1), so ``raw.encode("latin-1")`` gives them back exactly."""
+    text = render.strip_ansi(line.text) if ns.plain else line.text
     if ns.json:
         try:
             line.raw.decode("utf-8")
@@ -115,12 +137,14 @@ def _print_line(name: str, line, ns, *, labelled: bool) -> None:
         except UnicodeDecodeError:
             raw = line.raw.decode("latin-1")
         print(json.dumps({"name": name, "stream": line.stream, "time": line.time,
-                          "text": line.text, "raw": raw}))
+                          "text": text, "raw": raw}))
     elif ns.raw:
-        sys.stdout.buffer.write(line.raw + b"\n")
+        data = render.strip_ansi(line.raw.decode("utf-8", "surrogateescape")).encode("utf-8", "surrogateescape") \
+            if ns.plain else line.raw
+        sys.stdout.buffer.write(data + b"\n")
     else:
-        label = f"{name}|{line.stream}" if labelled else line.stream
-        print(f"{label} | {line.text}")
+        label = f"{render.name_label(name, colour)}|{line.stream}" if labelled else line.stream
+        print(f"{label} | {text}")
 
 
 def cmd_flush(c: Client, ns) -> int:
@@ -341,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
         print(h.text, end="")
         return 0
     except UsageError as exc:
-        print(f"tsm: {exc.message}", file=sys.stderr)
+        # the parser's messages already start with "tsm ..." (`tsm start: ...`)
+        message = exc.message if exc.message.startswith(("tsm:", "tsm ")) else f"tsm: {exc.message}"
+        print(message, file=sys.stderr)
         return 2
     except TsmError as exc:
         print(f"tsm: {type(exc).__name__}: {exc.message}", file=sys.stderr)

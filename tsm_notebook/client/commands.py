@@ -52,8 +52,6 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        if "unrecognized arguments" in message and self.prog.endswith("start") and not self.prog.startswith("%%"):
-            message += " (put the command in quotes, or after --)"
         raise UsageError(f"{self.prog}: {message}")
 
 
@@ -92,10 +90,12 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     s = add("start", "start a process (CMD as one quoted string, or argv after --)")
     if cell:
         s.add_argument("--lang", choices=("python", "bash"), default="python", help="the cell's language (default python)")
+        s.add_argument("--var", help="also assign the process to this variable")
     else:
         s.add_argument("command", nargs="*", metavar="CMD")
     s.add_argument("--name", help="base name; with a known port the name is NAME-PORT")
     s.add_argument("--port", help="port P, or P+ for the first free port >= P")
+    s.add_argument("--no-port", action="store_true", help="no port: do not read one from the command or PORT")
     s.add_argument("--cwd", help="working directory")
     s.add_argument("--env-file", help="KEY=VALUE file, parsed (never run by a shell)")
     s.add_argument("-e", "--env", action="append", default=[], metavar="KEY=VALUE", help="set a variable (repeatable)")
@@ -104,11 +104,14 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     s.add_argument("--max-restarts", help="unstable restarts in a row before errored (default 15)")
     s.add_argument("--min-uptime", help="an exit sooner is unstable (default 1s; plain numbers are ms)")
     s.add_argument("--restart-delay", help="wait before restarting (plain numbers are ms)")
-    s.add_argument("--exp-backoff", help="exponential backoff restart delay base (plain numbers are ms)")
-    s.add_argument("--max-memory", help="restart when the tree's RSS exceeds this (e.g. 200M)")
+    s.add_argument("--exp-backoff", "--exp-backoff-restart-delay", dest="exp_backoff",
+                   help="exponential backoff restart delay base (plain numbers are ms)")
+    s.add_argument("--max-memory", "--max-memory-restart", dest="max_memory",
+                   help="restart when the tree's RSS exceeds this (e.g. 200M)")
     s.add_argument("--kill-timeout", help="SIGKILL this long after the stop signal (default 1.6s)")
     s.add_argument("--stop-signal", help="stop signal (default SIGTERM)")
-    s.add_argument("--wait-port", action="store_true", help="return once the port accepts connections")
+    s.add_argument("--wait-port", nargs="?", const=True, default=False, metavar="LIMIT",
+                   help="return once the port accepts connections (at most LIMIT, default 60s)")
     s.add_argument("--time", action="store_true", help="prefix log lines with an ISO-8601 time")
     s.add_argument("--log-max-size", help="rotate logs past this size (default 10M)")
     s.add_argument("--log-retain", help="rotated log files kept per stream (default 10)")
@@ -134,8 +137,8 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     d.add_argument("target", metavar="T")
     d.add_argument("--json", action="store_true", help="print JSON")
 
-    lg = add("logs", "show log lines; `tsm logs rotate T` rotates now")
-    lg.add_argument("target", metavar="T")
+    lg = add("logs", "show log lines (of every process without T); `tsm logs rotate T` rotates now")
+    lg.add_argument("target", nargs="?", default="all", metavar="T")
     lg.add_argument("rest", nargs="?", metavar="T2", help=argparse.SUPPRESS)
     lg.add_argument("-n", "--lines", type=_int_arg("--lines"), default=50, help="lines per stream (default 50)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
@@ -144,6 +147,7 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     g.add_argument("--err", action="store_true", help="stderr only")
     lg.add_argument("--since", help="10m, 2h, 1d or an ISO time")
     lg.add_argument("--raw", action="store_true", help="lines exactly as written, no labels")
+    lg.add_argument("--plain", action="store_true", help="without colour codes (ANSI escapes removed)")
     lg.add_argument("--json", action="store_true", help="print JSON lines")
 
     f = add("flush", "empty log files")
@@ -222,7 +226,13 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
     # build only the asked-for subcommand unless --home VALUE could be mistaken for it
     only = first if known and "--home" not in argv and not any(a.startswith("--home=") for a in argv) else None
     parser = build_parser(prog, only=only, cell=cell)
-    ns = parser.parse_args(argv)
+    argv = _wait_port_value(argv)
+    ns, extra = parser.parse_known_args(argv)
+    if extra:
+        message = f"unrecognized arguments: {' '.join(extra)}"
+        if ns.cmd == "start" and not cell:
+            message += " (put the command in quotes, or after --)"
+        raise UsageError(f"{prog}: {message}")
     if cell:
         if ns.cmd != "start":
             raise UsageError(f"{prog}: only `start` takes a cell (use {prog[1:]} for the other commands)")
@@ -240,16 +250,41 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
     return ns
 
 
-def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None):
-    """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes."""
+_DURATION_RE = None
+
+
+def _wait_port_value(argv: list[str]) -> list[str]:
+    """``--wait-port`` takes an optional limit: the next word is one only when it reads as a
+    duration (``120s``, ``2m``, ``90000``), so ``--wait-port "python app.py"`` keeps its command."""
+    global _DURATION_RE
+    out = list(argv)
+    for i, a in enumerate(out):
+        if a == "--":
+            break
+        if a == "--wait-port":
+            if _DURATION_RE is None:
+                import re
+
+                _DURATION_RE = re.compile(r"^\d+(?:\.\d+)?(?:ms|s|m|h|d|w)?$", re.IGNORECASE)
+            nxt = out[i + 1] if i + 1 < len(out) else ""
+            if not _DURATION_RE.match(nxt):
+                out[i] = "--wait-port=on"
+    return out
+
+
+def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                   kernel: bool = False):
+    """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes; the program is
+    looked up on the PATH the child will have (see :func:`child_environment`)."""
     from ..core.spec import build_spec  # only `start` pays for it: listing stays fast
 
-    env = dict(os.environ if env is None else env)
+    env = child_environment(env, kernel=kernel)
     cmd_kw: dict[str, Any] = {"argv": list(ns.command)} if ns.argv_mode else {"command": ns.command[0]}
     return build_spec(
         **cmd_kw,
         name=ns.name,
         port=ns.port,
+        no_port=ns.no_port,
         cwd=ns.cwd,
         env_file=ns.env_file,
         env=ns.env,
@@ -359,21 +394,55 @@ def convert(path: str) -> str:
     return stackformats.to_toml(raw, name, source=os.path.basename(path))
 
 
-def child_environment(env: dict[str, str] | None = None) -> dict[str, str]:
+def child_environment(env: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, str]:
     """The environment a started process inherits: the caller's (like running it in that terminal
     or kernel), less what only makes sense inside the caller: a kernel's inline plotting backend
-    and parent ids, and the identity of a managed process that starts another."""
+    and parent ids, and the identity of a managed process that starts another.
+
+    From a ``kernel`` (the notebook front end) also: the kernel interpreter's ``bin`` directory is
+    put at the end of PATH when missing (what ``%pip install`` put there is found), and the
+    colour-forcing variables a front end sets for itself (``FORCE_COLOR``, ``CLICOLOR_FORCE``)
+    are dropped: a child asks for colour with ``-e`` if it wants it."""
     env = dict(os.environ if env is None else env)
-    for key in ("JPY_PARENT_PID", "JPY_SESSION_NAME", "TSM_NAME", "TSM_ID"):
+    for key in ("JPY_PARENT_PID", "JPY_SESSION_NAME", "TSM_NAME", "TSM_ID", "TSM_URL", "TSM_BASE_PATH"):
         env.pop(key, None)
     if env.get("MPLBACKEND", "").startswith("module://matplotlib_inline"):
         del env["MPLBACKEND"]
+    if kernel:
+        import sys
+
+        for key in ("FORCE_COLOR", "CLICOLOR_FORCE"):
+            env.pop(key, None)
+        bindir = os.path.dirname(sys.executable)
+        path = env.get("PATH", os.defpath)
+        if bindir and bindir not in path.split(os.pathsep):
+            env["PATH"] = f"{path}{os.pathsep}{bindir}" if path else bindir
     return env
 
 
-def start(client: Client, spec, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Start a process from a spec; the child inherits :func:`child_environment`."""
-    return client.call("start", spec=spec.to_dict(), env=child_environment(env))
+def start(client: Client, spec, env: dict[str, str] | None = None, *, kernel: bool = False) -> dict[str, Any]:
+    """Start a process from a spec, safely re-runnable (the daemon's smart start: the same spec
+    as a running process returns it, a changed one replaces it; the row's ``action`` says which).
+    The child inherits :func:`child_environment`."""
+    return client.call("start", spec=spec.to_dict(), env=child_environment(env, kernel=kernel), smart=True)
+
+
+def start_existing(client: Client, ns: argparse.Namespace) -> list[dict[str, Any]] | None:
+    """``tsm start NAME`` for a process that exists: start it again with its saved spec (PM2's
+    ``pm2 start NAME``). None when the command is not one word naming a process, or when options
+    that define a new process (``--name``, ``--port``, ``--cwd``, ``-e``, ...) were given: the
+    caller then starts the command as usual."""
+    if ns.argv_mode or len(ns.command) != 1 or any((ns.name, ns.port, ns.cwd, ns.env_file, ns.env, ns.interpreter)):
+        return None
+    word = ns.command[0].strip()
+    if not word or any(c.isspace() for c in word) or "/" in word:
+        return None
+    from ..core.errors import ProcessNotFound
+
+    try:
+        return client.call("start_existing", target=word)
+    except ProcessNotFound:
+        return None
 
 
 def update(client: Client) -> dict[str, Any]:
@@ -383,5 +452,6 @@ def update(client: Client) -> dict[str, Any]:
     return {"old_pid": old, "new_pid": info["pid"], "version": info["version"], "processes": info["running"]}
 
 
-__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start", "update",
-           "child_environment", "convert", "is_stack_file", "load_stack", "stack_items", "start_as_up"]
+__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start",
+           "start_existing", "update", "child_environment", "convert", "is_stack_file", "load_stack", "stack_items",
+           "start_as_up"]

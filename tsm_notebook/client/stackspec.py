@@ -42,10 +42,13 @@ def start_parser() -> argparse.ArgumentParser:
 def option_keys() -> dict[str, tuple[argparse.Action, bool]]:
     """app key -> (the ``tsm start`` option's action, whether the key's value is inverted)."""
     keys: dict[str, tuple[argparse.Action, bool]] = {}
-    for action in start_parser()._actions:
-        if not action.option_strings or action.dest in _NOT_KEYS:
-            continue
-        if isinstance(action, argparse._StoreTrueAction) and action.dest.startswith("no_"):
+    actions = [a for a in start_parser()._actions if a.option_strings and a.dest not in _NOT_KEYS]
+    dests = {a.dest for a in actions}
+    for action in actions:
+        # `--no-autorestart` is the key `autorestart = false`; but `--no-port` beside `--port`
+        # keeps its own name (`no_port = true`), or it would shadow the port
+        if (isinstance(action, argparse._StoreTrueAction) and action.dest.startswith("no_")
+                and action.dest[3:] not in dests):
             keys[action.dest[3:]] = (action, True)
         else:
             keys[action.dest] = (action, False)

@@ -80,24 +80,75 @@ def _shell_tokens(command: str) -> list[str]:
         return command.split()
 
 
-def port_from_command(argv: list[str], command: str) -> int | None:
-    """The port a command line declares, or None.
+# Programs whose -p N is the port they listen on. Elsewhere -p means another thing: the port a
+# client connects to (ssh, redis-cli, psql), a count (train.py -p 4), a protocol, a path.
+_DASH_P_SERVERS = {
+    "flask", "mlflow", "http-server", "serve", "next", "rails", "json-server", "hugo", "datasette",
+    "memcached", "gatsby", "nuxt", "hexo", "ttyd", "daphne", "sanic", "live-server", "ws",
+}  # fmt: skip
+# Clients: their --port is where they connect, not a port they hold.
+_PORT_CLIENTS = {
+    "redis-cli", "redis-benchmark", "psql", "pg_dump", "pg_restore", "pg_isready", "mysql",
+    "mysqldump", "mysqladmin", "mongo", "mongosh", "mongodump", "ssh", "scp", "sftp", "curl",
+    "wget", "nc", "ncat", "telnet", "kubectl", "docker", "rsync",
+}  # fmt: skip
+# Runners whose next word is the program (`npx serve -p 3000`, `poetry run flask run -p 5000`).
+_RUNNERS = {"npx", "bunx", "pnpx", "uvx", "pipx", "exec", "nohup", "time", "nice"}
+_RUNNER_VERBS = {"poetry": "run", "uv": "run", "pipenv": "run", "bundle": "exec", "pnpm": "exec", "yarn": "exec"}
 
-    Looks, in this order, for ``--port N`` / ``--port=N`` / ``-p N`` (and ``--server.port N``),
-    then the positional port of ``http.server N`` and ``runserver [HOST:]N``, then any word
-    that is ``[HOST]:N`` (``0.0.0.0:8000``, ``localhost:8000``, ``--bind=:8000``; not URLs), then a
-    ``PORT=N`` assignment. A shell-wrapped ``argv`` is read from ``command``. These are
-    guesses; ``--port`` or ``PORT`` in the environment override them. Never raises.
-    """
-    tokens = _shell_tokens(command) if (not argv or _is_shell_wrapper(argv)) else list(argv)
-    for i, tok in enumerate(tokens):
-        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
-        if _PORT_FLAG_RE.match(tok) or tok == "-p":
+
+def _program_key(words: list[str]) -> str:
+    """The program a simple command runs, as its users name it: ``flask`` for ``python -m flask
+    run`` and ``flask run``, ``serve`` for ``npx serve``, ``train`` for ``python train.py``."""
+    words = _skip_env(list(words))
+    while words:
+        base = os.path.basename(words[0])
+        if base in _RUNNERS:
+            words = words[1:]
+            while words and words[0].startswith("-"):  # npx -y serve
+                words = words[1:]
+            continue
+        if _RUNNER_VERBS.get(base) and len(words) > 2 and words[1] == _RUNNER_VERBS[base]:
+            words = words[2:]
+            continue
+        return _argv_base(words)
+    return ""
+
+
+def _flag_port(words: list[str]) -> int | None:
+    """The port a ``--port N`` (``--server.port``) or, for the programs of :data:`_DASH_P_SERVERS`,
+    ``-p N`` flag gives in one simple command."""
+    program = _program_key(words)
+    if program in _PORT_CLIENTS:
+        return None
+    dash_p = program in _DASH_P_SERVERS
+    for i, tok in enumerate(words):
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        if _PORT_FLAG_RE.match(tok) or (tok == "-p" and dash_p):
             if (port := _as_port(nxt)) is not None:
                 return port
         elif tok.startswith("--") and "=" in tok and _PORT_FLAG_RE.match(tok.split("=", 1)[0]):
             if (port := _as_port(tok.split("=", 1)[1])) is not None:
                 return port
+    return None
+
+
+def port_from_command(argv: list[str], command: str) -> int | None:
+    """The port a command line declares, or None.
+
+    Looks, in this order, for ``--port N`` / ``--port=N`` (and ``--server.port N``) unless the
+    program is a client (``redis-cli``, ``psql``, ``ssh``: where they connect), ``-p N`` only for
+    servers whose ``-p`` is their port (``flask``, ``mlflow``, ``http-server``, ``serve``, ...),
+    then the positional port of ``http.server N`` and ``runserver [HOST:]N``, then any word
+    that is ``[HOST]:N`` (``0.0.0.0:8000``, ``localhost:8000``, ``--bind=:8000``; not URLs), then a
+    ``PORT=N`` assignment. A shell-wrapped ``argv`` is read from ``command``. These are
+    guesses; ``--port``, ``--no-port`` or ``PORT`` in the environment override them. Never raises.
+    """
+    shell = not argv or _is_shell_wrapper(argv)
+    tokens = _shell_tokens(command) if shell else list(argv)
+    for words in (_segments(command) if shell else [tokens]):
+        if (port := _flag_port(words)) is not None:
+            return port
     for i, tok in enumerate(tokens):
         if tok in ("http.server", "runserver"):
             after = tokens[i + 1 :]

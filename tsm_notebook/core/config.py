@@ -19,6 +19,9 @@
     errored = ""            # also: restart, memory-limit, online, stop
     timeout = "30s"         # a hook still running after this is killed (its group)
 
+    [notebook]
+    url_template = "https://my.host/proxy/{port}/"  # links to ports (default: found, see notebook.proxy)
+
 Values go through the same checks as the command-line options (:mod:`tsm_notebook.core.units`):
 sizes take B/K/M/G, durations ms/s/m/h/d/w; a TOML number is bytes or seconds, and a string of
 digits alone is refused for a duration (``"3"``: write ``"3s"`` or ``3``). ``compress`` must be a
@@ -78,6 +81,10 @@ def _command(value: object, key: str) -> str:
     if not isinstance(value, str):
         raise UsageError(f"{key}: invalid value {value!r}: use a shell command in quotes")
     return value.strip()
+def _url_template(value: object, key: str) -> str:
+    if not isinstance(value, str) or "{port}" not in value:
+        raise UsageError(f"{key}: invalid value {value!r}: a URL with {{port}} in it, e.g. \"https://host/proxy/{{port}}/\"")
+    return value
 
 
 #: section -> key -> (attribute of Config, parser(value, "section.key"))
@@ -105,6 +112,9 @@ KEYS = {
         "stop": ("hook_stop", _command),
         "timeout": ("hook_timeout", _positive_duration),
     },
+    "notebook": {
+        "url_template": ("url_template", _url_template),
+    },
 }
 
 
@@ -115,7 +125,7 @@ class Config:
         "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
         "sample_interval", "history_retention", "launch_window",
         "hook_crash", "hook_errored", "hook_restart", "hook_memory_limit", "hook_online", "hook_stop",
-        "hook_timeout",
+        "hook_timeout", "url_template",
     )  # fmt: skip
 
     def __init__(
@@ -136,6 +146,7 @@ class Config:
         hook_online: str = "",
         hook_stop: str = "",
         hook_timeout: float = 30.0,
+        url_template: str | None = None,
     ) -> None:
         values = dict(locals())
         del values["self"]

@@ -27,7 +27,7 @@ from .logread import (
     _tail_snapshot,
 )
 
-__all__ = ["follow"]
+__all__ = ["follow", "follow_many"]
 
 
 class _Tracker:
@@ -168,6 +168,15 @@ class _Follower:
                 self.close()
             raise
 
+    def take(self) -> list[LogLine]:
+        """The lines ready now (after one poll of the files when none is), without waiting."""
+        if not self._ready and not self._closed:
+            groups = [[LogLine.parse(t.stream, raw) for raw in t.poll()] for t in self._trackers]
+            self._ready.extend(_merge(groups))
+        out = list(self._ready)
+        self._ready.clear()
+        return out
+
     def close(self) -> None:
         """Stop following and close the files (idempotent)."""
         self._closed = True
@@ -208,3 +217,38 @@ def follow(
     if lines is not None and lines < 0:
         lines = 0
     return _Follower(Path(directory), streams, poll, stop, lines, since)
+
+
+def follow_many(
+    sources: list[tuple[str, Path]],
+    *,
+    stream: str = "both",
+    poll: float = 0.2,
+    stop: Callable[[], bool] | None = None,
+    lines: int | None = 0,
+    since: float | None = None,
+) -> Iterator[tuple[str, LogLine]]:
+    """:func:`follow` for several processes at once: ``(name, line)`` pairs, one stream.
+
+    ``sources`` are ``(name, directory)`` pairs. Each process's tail comes first, in order, then
+    new lines as they come from any of them. The files are closed when the iterator is closed
+    or garbage-collected, or when ``stop()`` returns true.
+    """
+    followers: list[tuple[str, _Follower]] = []
+    try:
+        for name, directory in sources:
+            followers.append((name, follow(directory, stream=stream, poll=poll, lines=lines, since=since)))  # type: ignore[arg-type]
+        while True:
+            idle = True
+            for name, f in followers:
+                for line in f.take():
+                    idle = False
+                    yield name, line
+            if stop is not None and stop():
+                return
+            if idle:
+                time.sleep(poll)
+    finally:
+        for _, f in followers:
+            f.close()
+

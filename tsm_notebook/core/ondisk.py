@@ -106,7 +106,9 @@ def check_spec(values: dict[str, Any]) -> dict[str, Any]:
     text(v["interpreter"], "interpreter", w)
     if v["type"] not in TYPES:
         raise _bad(w, "type", f"must be one of {', '.join(TYPES)}, got {v['type']!r:.40}")
-    for key, kind in (("autorestart", "flag"), ("wait_port", "flag"), ("time", "flag"), ("log_compress", "flag?"),
+    if "wait_port" in v and not isinstance(v["wait_port"], bool):  # True (60 s), or the limit in seconds
+        number(v["wait_port"], "wait_port", w, positive=True)
+    for key, kind in (("autorestart", "flag"), ("time", "flag"), ("log_compress", "flag?"),
                       ("max_restarts", "int"), ("min_uptime", "num"), ("restart_delay", "num"),
                       ("exp_backoff", "pos?"), ("max_memory", "posint?"), ("kill_timeout", "pos"),
                       ("log_max_size", "posint?"), ("log_retain", "int?")):

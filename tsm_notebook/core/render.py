@@ -118,7 +118,56 @@ def exit_text(r: dict[str, Any]) -> str:
     return "-"
 
 
+#: the start line's verb for each ``action`` a smart start reports
+_START_VERBS = {
+    "unchanged": "Already running (same spec)",
+    "restarted with the new spec": "Restarted with the new spec",
+    "started with the new spec": "Started with the new spec",
+}
+
+
 def started(r: dict[str, Any]) -> str:
-    """The seed's start line."""
+    """The seed's start line; a re-run says what it did (``Already running (same spec): ...``)."""
     port = r.get("port")
-    return f"Started: {r['name']} (TSM ID: {r['tsm_id']}, PID: {r.get('pid') or '-'}, Port: {port if port is not None else '-'})"
+    verb = _START_VERBS.get(r.get("action") or "", "Started")
+    return f"{verb}: {r['name']} (TSM ID: {r['tsm_id']}, PID: {r.get('pid') or '-'}, Port: {port if port is not None else '-'})"
+
+
+def start_note(r: dict[str, Any]) -> str | None:
+    """What a re-run start did, in words, or None for a plain start."""
+    action = r.get("action")
+    if action in (None, "started"):
+        return None
+    note = _START_VERBS.get(action, action)
+    if r.get("replaced") and r["replaced"] != r.get("name"):
+        note += f" (replaces {r['replaced']})"
+    return note
+
+
+_ANSI_RE = None
+
+
+def strip_ansi(text: str) -> str:
+    """``text`` without ANSI escape sequences (colours, cursor moves, titles)."""
+    global _ANSI_RE
+    if "\x1b" not in text:
+        return text
+    if _ANSI_RE is None:
+        import re
+
+        _ANSI_RE = re.compile(r"\x1b\[[0-9;:?<=>]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+    return _ANSI_RE.sub("", text)
+
+
+#: ANSI colours of process names in a mixed log stream (`tsm logs -f` of several processes)
+NAME_ANSI = ("34", "32", "35", "33", "36", "31", "94", "92", "95", "93", "96", "91")
+
+
+def name_label(name: str, colour: bool) -> str:
+    """``name`` in a stable ANSI colour (the same name, the same colour) when ``colour``."""
+    if not colour:
+        return name
+    import zlib
+
+    return f"\x1b[{NAME_ANSI[zlib.crc32(name.encode()) % len(NAME_ANSI)]}m{name}\x1b[0m"
+

@@ -11,7 +11,7 @@ The uptime model, from the lifecycle events alone:
 * it is **observed** from its first event (or ``since``, whichever is later) until now, or until
   its ``delete`` event; a deliberate stop counts as observed but not up;
 * **availability** is up time / observed time in percent; **crashes** are the exits the daemon
-  did not ask for (``exit`` events); **MTBF** is up time / crashes (``None`` without a crash);
+  did not ask for (``exit`` events) other than a clean one (code 0, no signal); **MTBF** is up time / crashes (``None`` without a crash);
 * mean and peak CPU (percent of one core) and memory (tree RSS, bytes) come from the metric
   samples in the window, aggregated inside SQLite.
 
@@ -178,7 +178,8 @@ def _one(tsm_id: int, evs: list[dict], since: float | None, now: float) -> dict 
                 up_from = t
             up = name in UP_EVENTS
         restarts += name == "restart"
-        crashes += name == "exit"
+        # a clean exit (code 0, no signal: a job that finished) is not a crash
+        crashes += name == "exit" and not (e.get("exit_code") == 0 and e.get("signal") is None)
         last = e
         if name == "delete":
             end = t

@@ -68,7 +68,7 @@ _DEFAULTS: dict[str, object] = {
     "max_memory": None,  # bytes of RSS before a restart; None = no limit
     "kill_timeout": 1.6,  # seconds between stop_signal and SIGKILL (PM2's 1600 ms)
     "stop_signal": "SIGTERM",
-    "wait_port": False,  # online only once the port listens
+    "wait_port": False,  # online only once the port listens: True (60 s at most) or the limit in seconds
     "time": False,  # timestamp log lines
     "log_max_size": None,  # bytes; None = the home's default
     "log_retain": None,  # rotated files kept; None = the home's default
@@ -274,12 +274,25 @@ def _resolve_program(argv: list[str], cwd: str, path_env: str | None) -> list[st
     return argv
 
 
+def _wait_limit(value: bool | str | float) -> bool | float:
+    """``--wait-port``: False, True (the default limit, 60 s) or a limit in seconds, more than 0."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "yes", "no", "on", "off", "1", "0"):
+        return parse_bool(value, "--wait-port")
+    if isinstance(value, bool):
+        return value
+    limit = parse_duration(value, "--wait-port")
+    if limit <= 0:
+        raise UsageError(f"--wait-port: the limit must be more than 0, got '{value}'")
+    return limit
+
+
 def build_spec(
     command: str | None = None,
     argv: list[str] | None = None,
     *,
     name: str | None = None,
     port: str | int | None = None,
+    no_port: bool = False,
     cwd: str | os.PathLike[str] | None = None,
     env_file: str | os.PathLike[str] | None = None,
     env: Iterable[str] | Mapping[str, str] | None = (),
@@ -292,7 +305,7 @@ def build_spec(
     max_memory: str | int | None = None,
     kill_timeout: str | float | None = None,
     stop_signal: str | int | None = None,
-    wait_port: bool | str = False,
+    wait_port: bool | str | float = False,
     time: bool | str = False,
     log_max_size: str | int | None = None,
     log_retain: int | str | None = None,
@@ -318,11 +331,13 @@ def build_spec(
     Numbers are Python values: seconds and bytes. ``cwd`` and ``env_file`` are relative to
     ``base_cwd`` (default: the current directory); the program is looked up on ``path_env``
     (default ``$PATH``). The port is ``port``, else ``PORT`` from the environment given, else the
-    one in the command. ``watch`` is True or ``[]`` (watch ``cwd``), a path or a list of paths
-    (relative to ``cwd``); ``cron_restart`` and ``cron`` are cron expressions (5 fields, or 6 with
-    seconds first), read in the daemon's local time; ``cron`` makes a one-shot job (autorestart
-    off). ``on_crash`` etc. are shell commands the daemon runs on that event. Raises
-    :class:`UsageError` with one line for anything wrong.
+    one in the command; ``no_port`` says there is none (the command's ``-p 4`` means something
+    else). ``wait_port`` is a bool (True waits up to 60 s) or the limit itself (a duration).
+    ``watch`` is True or ``[]`` (watch ``cwd``), a path or a list of paths (relative to ``cwd``);
+    ``cron_restart`` and ``cron`` are cron expressions (5 fields, or 6 with seconds first), read in
+    the daemon's local time; ``cron`` makes a one-shot job (autorestart off). ``on_crash`` etc. are
+    shell commands the daemon runs on that event. Raises :class:`UsageError` with one line for
+    anything wrong.
     """
     if (command is None) == (argv is None):
         raise UsageError("give either a command string or an argv list, not both or neither")
@@ -364,7 +379,11 @@ def build_spec(
     merged.update(parse_env_assignments(env or ()))  # argparse leaves an unused -e as None
 
     port_search = False
-    if port is not None:
+    if no_port:
+        if port is not None:
+            raise UsageError("--no-port and --port contradict each other: give one")
+        declared = None
+    elif port is not None:
         declared, port_search = parse_port(port)
     elif "PORT" in merged:
         declared = _as_port(merged["PORT"].strip())
@@ -421,7 +440,7 @@ def build_spec(
         max_memory=None if max_memory is None else parse_size(max_memory, "--max-memory-restart"),
         kill_timeout=kill,
         stop_signal="SIGTERM" if stop_signal is None else signal_name(stop_signal),
-        wait_port=parse_bool(wait_port, "--wait-port"),
+        wait_port=_wait_limit(wait_port),
         time=parse_bool(time, "--time"),
         log_max_size=None if log_max_size is None else parse_size(log_max_size, "--log-max-size"),
         log_retain=None if log_retain is None else parse_count(log_retain, "--log-retain"),

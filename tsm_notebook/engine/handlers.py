@@ -57,8 +57,13 @@ async def cmd_ping(d: Daemon, args: dict) -> dict:
 
 @command("start")
 async def cmd_start(d: Daemon, args: dict) -> dict:
-    """args: {spec: LaunchSpec dict, env: {base environment}} -> listing row of the new process.
+    """args: {spec: LaunchSpec dict, env: {base environment}, smart: bool} -> listing row.
 
+    Without ``smart`` a running process of the same name raises ProcessExists. With it (what
+    ``tsm start`` and ``%tsm start`` send) a re-run is safe: the same spec as a running process
+    returns that process (``action: "unchanged"``); a changed spec, or a stopped or errored
+    process, is (re)started with the new spec, on the port it had when ``P+`` would search
+    (``action: "restarted with the new spec"``, ``replaced``: the old name).
     Raises ProcessExists, PortInUse, UsageError (command cannot run), StartFailed (died at once).
     """
     spec_d = _arg(args, "spec", dict)
@@ -73,17 +78,49 @@ async def cmd_start(d: Daemon, args: dict) -> dict:
     from .triggers import check_spec as check_triggers
 
     check_triggers(spec)  # cron expressions in full (the client checks only their shape)
-    m = await d.sup.create(spec, env)
-    return d.row(m)
+    if not args.get("smart"):
+        return d.row(await d.sup.create(spec, env))
+    old = _replaced(d, spec)
+    if old is None:
+        return {**d.row(await d.sup.create(spec, env)), "action": "started"}
+    if old.spec == spec and old.status in (states.ONLINE, states.LAUNCHING):
+        return {**d.row(old), "action": "unchanged"}
+    action = "restarted" if old.status in states.ALIVE else "started"
+    if old.spec != spec:
+        action += " with the new spec"
+    async with old.busy:
+        await d.sup.stop(old, reason="replaced by a new start")
+    m = await d.sup.create(spec, env, prefer_port=old.port)
+    return {**d.row(m), "action": action, "replaced": old.name}
+
+
+def _replaced(d: Daemon, spec: LaunchSpec) -> Any:
+    """The process a re-run of ``start`` with ``spec`` stands for (PM2's "smart start"), or None.
+
+    With a fixed port (or none) it is the process of the same final name; with ``P+`` it is one
+    started with the same base name and ``P+``, preferably one whose spec is the same and runs.
+    """
+    from ..core.spec import final_name
+
+    if not spec.port_search:
+        return d.sup.procs.get(final_name(spec.name or "proc", spec.port))
+    same = [m for m in d.sup.procs.values()
+            if m.spec.name == spec.name and m.spec.port_search and m.spec.port == spec.port]
+    same.sort(key=lambda m: (not (m.spec == spec and m.status in states.RUNNING), m.tsm_id))
+    return same[0] if same else None
 
 
 @command("start_existing")
 async def cmd_start_existing(d: Daemon, args: dict) -> list:
-    """args: {target} -> rows. Starts stopped/errored processes again with their saved spec."""
+    """args: {target} -> rows. Starts stopped/errored processes again with their saved spec; a
+    row of one that was already running has ``action: "unchanged"``."""
     ms = d.sup.resolve(args.get("target"))
+    rows = []
     for m in ms:
+        running = m.status in (states.ONLINE, states.LAUNCHING)
         await d.sup.start_existing(m)
-    return [d.row(m) for m in ms]
+        rows.append({**d.row(m), "action": "unchanged"} if running else d.row(m))
+    return rows
 
 
 @command("stop")

@@ -13,16 +13,41 @@ import secrets
 import signal
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import psutil
 
 from ..core import states
 from ..core import marker
 from ..core.errors import StartFailed, UsageError
-from ..core.logread import tail
+from ..core.logread import LogLine, tail
 from .managed import Managed, Run
-from .ports import accepts
+from .ports import accepts, listening, tree_pids
 from .proctree import decode
+
+
+def _run_stderr(directory: Path, mark: tuple[int, int] | None, count: int = 10) -> list[str]:
+    """The last ``count`` stderr lines of one run: what ``current.err`` gained since ``mark``, so
+    a failed start does not repeat the errors of the attempts before it."""
+    path = directory / "current.err"
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            start = 0 if mark is None else mark[1]
+            if mark is None or (st.st_ino == mark[0] and st.st_size >= start):
+                f.seek(max(start, st.st_size - 256 * 1024))
+                return [LogLine.parse("err", raw).text for raw in f.read().splitlines()][-count:]
+    except OSError:
+        return []
+    return [ln.text for ln in tail(directory, stream="err", lines=count)]
+
+
+def port_listens(port: int, pid: int, *, tree: bool = True) -> bool:
+    """True when ``port`` accepts on 127.0.0.1 or ::1, or (with ``tree``, which costs a scan of
+    the connection table) when the process tree of ``pid`` listens on it at any address."""
+    if accepts(port) or accepts(port, "::1"):
+        return True
+    return tree and port in listening(tree_pids(pid))
 
 
 class Launcher:
@@ -33,8 +58,16 @@ class Launcher:
         env.update(m.spec.env)
         if m.port is not None:
             env["PORT"] = str(m.port)
-        if m.spec.type == "python":
-            env["PYTHONUNBUFFERED"] = "1"
+            # where a browser reaches it (a notebook sends its proxy's template), for apps that
+            # need their public URL or base path (streamlit --server.baseUrlPath, panel --prefix)
+            template = env.pop("TSM_URL_TEMPLATE", "") or "http://localhost:{port}"
+            env["TSM_URL"] = template.replace("{port}", str(m.port))
+            path = urlsplit(env["TSM_URL"]).path or "/"
+            env["TSM_BASE_PATH"] = path if path.endswith("/") else path + "/"
+        else:
+            env.pop("TSM_URL_TEMPLATE", None)
+        # every child: entry points and shebang scripts (uvicorn, flask, celery) are Python too
+        env.setdefault("PYTHONUNBUFFERED", "1")
         env["TSM_NAME"] = m.name
         env["TSM_ID"] = str(m.tsm_id)
         env["TSM_HOME"] = str(self.home.root)
@@ -44,6 +77,11 @@ class Launcher:
     def _spawn(self, m: Managed, token: str) -> Run:
         spec = m.spec
         m.refresh_writers(self.config)
+        try:
+            st = os.stat(m.dir / "current.err")
+            err_mark: tuple[int, int] | None = (st.st_ino, st.st_size)
+        except OSError:
+            err_mark = None
         pipes = self.capture.pipes()
         try:
             try:
@@ -82,7 +120,8 @@ class Launcher:
         for _, w in pipes.values():
             os.close(w)
         ctime = marker.start_time(popen.pid)
-        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime, token=token)
+        run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime, token=token,
+                  err_mark=err_mark)
         run.exited = self.loop.create_future()
         self.capture.attach(m, run, pipes)
         self.by_pid[run.pid] = (m, run)
@@ -139,8 +178,10 @@ class Launcher:
         at once instead of at the end of the window (the port was checked free before the spawn).
         """
         deadline = self.loop.time() + window
+        limit = 60.0 if m.spec.wait_port is True else float(m.spec.wait_port or 0)
         if m.spec.wait_port:
-            deadline = self.loop.time() + 60.0
+            deadline = self.loop.time() + limit
+        next_tree_check = 0.0
         while True:
             remaining = deadline - self.loop.time()
             if run.cancel_launch.is_set():
@@ -148,8 +189,10 @@ class Launcher:
                 raise StartFailed(f"{m.name}: the start was cancelled by a stop or delete", name=m.name)
             if run.exited.done() or remaining <= 0:
                 break
-            if m.port is not None and accepts(m.port):
+            if m.port is not None and port_listens(m.port, run.pid, tree=self.loop.time() >= next_tree_check):
                 break
+            if self.loop.time() >= next_tree_check:
+                next_tree_check = self.loop.time() + 0.25
             step = min(remaining, 0.01 if m.port is not None else remaining, 0.05)
             try:
                 await asyncio.wait_for(asyncio.shield(run.exited), step)
@@ -167,7 +210,7 @@ class Launcher:
                 self.set_status(m, states.STOPPED, "stop", reason="exited with code 0, autorestart off")
                 return
 
-            lines = [ln.text for ln in tail(m.dir, stream="err", lines=10)]
+            lines = _run_stderr(m.dir, run.err_mark)
             what = f"exit code {code}" if sig is None else f"signal {signal.Signals(sig).name}"
             msg = f"{m.name} exited at once ({what})"
             if lines:
@@ -175,9 +218,13 @@ class Launcher:
             msg += f"\n(full logs: tsm logs {m.name})"
             self.set_status(m, states.ERRORED, "errored", reason=f"exited during launch ({what})")
             raise StartFailed(msg, name=m.name, exit_code=code, signal=sig, stderr=lines)
-        if m.spec.wait_port and not accepts(m.port):
+        if m.spec.wait_port and not port_listens(m.port, run.pid):
+            others = [p for p in listening(tree_pids(run.pid)) if p != m.port]
             await self.stop(m)
-            raise StartFailed(f"{m.name} did not listen on port {m.port} within 60s", name=m.name)
+            msg = f"{m.name} did not listen on port {m.port} within {limit:g}s"
+            if others:
+                msg += f" (it listens on {', '.join(map(str, others))}: give that --port, or --no-port)"
+            raise StartFailed(msg, name=m.name)
         self._mark_online(m, run)
 
     def _spawn_failed(self, m: Managed, exc: OSError) -> None:

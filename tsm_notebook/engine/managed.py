@@ -30,6 +30,7 @@ class Run:
     launch_waiting: bool = False  # a start request is waiting on this run and reports its death
     token: str | None = None  # TSM_RUN: every descendant of this run carries it
     cancel_launch: asyncio.Event = field(default_factory=asyncio.Event)  # a stop arrived mid-launch
+    err_mark: tuple[int, int] | None = None  # (inode, size) of current.err at the spawn
 
 
 class Managed:

@@ -79,7 +79,9 @@ class Supervisor(Launcher):
         return n
 
     def resolve(self, target: Any) -> list[Managed]:
-        """The processes a target names: ``all``, a tsm_id, a name or ``stack:NAME``. Raises ProcessNotFound."""
+        """The processes a target names: ``all``, a tsm_id, a name, ``stack:NAME``, or a base name
+        (``--name`` without the port) that exactly one process has. Raises ProcessNotFound
+        (listing the candidates when a base name is shared)."""
         if target is None or target == "":
             raise UsageError("a target is needed: a name, a tsm_id or 'all'")
         t = str(target)
@@ -94,6 +96,13 @@ class Supervisor(Launcher):
                 if m.tsm_id == int(t):
                     return [m]
             raise ProcessNotFound(f"no process with tsm_id {t}", target=t)
+        # the base name (`redis` for redis-6390) when exactly one process has it
+        same = sorted((m for m in self.procs.values() if m.spec.name == t), key=lambda m: m.tsm_id)
+        if len(same) == 1:
+            return same
+        if same:
+            names = ", ".join(m.name for m in same)
+            raise ProcessNotFound(f"{t!r} is the base name of {len(same)} processes: {names}; name one", target=t)
         raise ProcessNotFound(f"no process named {t!r}", target=t)
 
     def save_meta(self, m: Managed) -> None:
@@ -146,11 +155,15 @@ class Supervisor(Launcher):
                 return m
         return None
 
-    async def create(self, spec: LaunchSpec, env: dict[str, str]) -> Managed:
-        """Validate, create the directory and metadata, spawn, wait for the launch window."""
+    async def create(self, spec: LaunchSpec, env: dict[str, str], *, prefer_port: int | None = None) -> Managed:
+        """Validate, create the directory and metadata, spawn, wait for the launch window.
+
+        With ``P+``, ``prefer_port`` (the port of the process this one replaces) is taken when it
+        is free and at least P."""
         port = spec.port  # build_spec already took PORT from the env file or -e
         if port is not None and spec.port_search:
-            found = first_free(port)
+            usable = prefer_port is not None and prefer_port >= port and is_free(prefer_port)
+            found = prefer_port if usable else first_free(port)
             if found is None:
                 raise PortInUse(f"no free port at or above {port}", port=port)
             port = found

@@ -36,6 +36,7 @@ from . import html as tsm_html
 from ..client.client import Client
 from ..core.errors import UsageError
 from ..core.paths import Home
+from .logs_api import LogLines
 
 __all__ = [
     "LogLines",
@@ -199,7 +200,7 @@ class Process:
     @property
     def url(self) -> str | None:
         """Where a browser reaches the port (see :func:`tsm_notebook.html.port_url`), or None."""
-        return tsm_html.port_url(self.port)
+        return tsm_html.port_url(self.port, self.home)
 
     def as_dict(self) -> dict[str, Any]:
         """The raw row (a copy): every field the daemon sent."""
@@ -261,6 +262,9 @@ def process_card(row: Mapping[str, Any]) -> str:
         ("stdout", f"<code>{e(str(row.get('out_log') or '-'))}</code>"),
         ("stderr", f"<code>{e(str(row.get('err_log') or '-'))}</code>"),
     ]
+    note = render.start_note(row)
+    if note:
+        cells.insert(0, ("start", f"<i>{e(note)}</i>"))
     body = "".join(
         f'<tr><th style="text-align:left;padding:1px 8px 1px 0;font-weight:normal;color:var(--jp-ui-font-color2,#57606a)">{k}</th>'
         f'<td style="text-align:left;padding:1px 0">{v}</td></tr>'
@@ -275,41 +279,6 @@ def process_card(row: Mapping[str, Any]) -> str:
     )
 
 
-class LogLines(list):
-    """Log lines (:class:`~tsm_notebook.logread.LogLine`) that show themselves as ``tsm logs``
-    prints them: ``out | text``, or ``name|err | text`` when several processes are mixed.
-
-    A plain list otherwise. ``labelled`` says whether lines carry their process's name (default:
-    when they come from several processes). With ``raw`` the text repr shows the lines exactly as
-    written (timestamp prefixes included, no labels). The HTML repr is a scrolling box, err lines red.
-    """
-
-    def __init__(self, lines: Iterable[Any] = (), *, labelled: bool | None = None, raw: bool = False) -> None:
-        super().__init__(lines)
-        self.labelled = labelled
-        self.raw = raw
-
-    def _several(self) -> bool:
-        return self.labelled if self.labelled is not None else len({line.name for line in self}) > 1
-
-    def __repr__(self) -> str:
-        if not self:
-            return "(no log lines)"
-        if self.raw:
-            return "\n".join(line.raw.decode("utf-8", errors="replace") for line in self)
-        several = self._several()
-        return "\n".join(f"{line.name}|{line.stream} | {line.text}" if several else f"{line.stream} | {line.text}"
-                         for line in self)
-
-    def _repr_html_(self) -> str:
-        several = self._several()
-        return tsm_html.log_lines([(line.name if several else None, line.stream, line.text, line.time) for line in self])
-
-    def to_dicts(self) -> list[dict[str, Any]]:
-        """``[{name, stream, time, text}]``, as ``tsm logs --json`` prints them."""
-        return [{"name": line.name, "stream": line.stream, "time": line.time, "text": line.text} for line in self]
-
-
 # ---------------------------------------------------------------------- actions
 
 
@@ -319,10 +288,16 @@ def start_spec(spec: Any, *, home: str | os.PathLike[str] | Home | None = None) 
     The child inherits this process's environment (less what only makes sense inside it, see
     :func:`tsm_notebook.commands.child_environment`) plus the spec's variables. Returns once the
     process is online (after its launch window, or once its port accepts with ``wait_port``).
-    Raises ProcessExists, PortInUse, StartFailed, UsageError, DaemonError.
+    Safe to re-run: the same spec as a running process returns that process; a changed spec
+    restarts it with the new one (the snapshot's ``action`` says which, and its card shows it).
+    Raises PortInUse, StartFailed, UsageError, DaemonError.
     """
+    from .proxy import url_template
+
     h = _home(home)
-    return Process(commands.start(shared_client(h), spec), h)
+    env = commands.child_environment(kernel=True)
+    env["TSM_URL_TEMPLATE"] = url_template(h)  # the daemon fills in the port: TSM_URL, TSM_BASE_PATH
+    return Process(commands.start(shared_client(h), spec, env, kernel=True), h)
 
 
 def start(
@@ -343,7 +318,8 @@ def start(
     max_memory: int | str | None = None,
     kill_timeout: float | str | None = None,
     stop_signal: str | int | None = None,
-    wait_port: bool = False,
+    wait_port: bool | float | str = False,
+    no_port: bool = False,
     time: bool = False,
     log_max_size: int | str | None = None,
     log_retain: int | None = None,
@@ -368,7 +344,8 @@ def start(
     Durations (``min_uptime``, ``restart_delay``, ``exp_backoff``, ``kill_timeout``) are seconds
     as numbers; ``max_memory`` and ``log_max_size`` are bytes as numbers; strings take units
     (``"500ms"``, ``"200M"``). ``wait_port=True`` returns only once the port accepts connections
-    (up to 60 s). ``time=True`` prefixes log lines with their time.
+    on any address the process tree listens on (up to 60 s; a number of seconds or ``"2m"`` sets
+    the limit). ``no_port=True`` declares none (a ``-p 4`` in the command means something else). ``time=True`` prefixes log lines with their time.
 
     ``watch=True`` (or paths) restarts it when a file there changes (``watch_ignore`` globs
     aside); ``cron_restart`` restarts it on a cron schedule, ``cron`` starts it as a one-shot job
@@ -389,6 +366,7 @@ def start(
         argv=None if argv is None else list(argv),
         name=name,
         port=port,
+        no_port=no_port,
         cwd=cwd,
         env_file=env_file,
         env=env or (),

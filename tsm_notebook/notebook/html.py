@@ -9,14 +9,12 @@ lines) is escaped.
 
 from __future__ import annotations
 
-import functools
 import html
-import importlib.util
-import os
 import time
 from typing import Any, Callable, Iterable, Sequence
 
 from ..core import render, states
+from .ansi import ansi_html, name_color
 
 __all__ = [
     "STATUS_COLORS", "status_color", "status_badge", "proxy_available", "port_url", "port_link",
@@ -86,25 +84,20 @@ def status_badge(status: str | None) -> str:
             f'color:#fff;border-radius:9px;padding:0 7px">{text}</span>')
 
 
-@functools.lru_cache(maxsize=1)
 def proxy_available() -> bool:
-    """True when jupyter-server-proxy is installed here (checked once, without importing it)."""
-    return importlib.util.find_spec("jupyter_server_proxy") is not None
+    """True when the serving Jupyter offers jupyter-server-proxy (see :mod:`.proxy`)."""
+    from .proxy import server_has_proxy
+
+    return server_has_proxy()
 
 
-def port_url(port: int | None) -> str | None:
-    """Where a browser reaches ``port``: through jupyter-server-proxy (``<prefix>proxy/<port>/``,
-    which works on JupyterHub and Binder) when it is installed, else ``http://localhost:<port>``.
+def port_url(port: int | None, home: Any = None) -> str | None:
+    """Where a browser reaches ``port``: the home's ``notebook.url_template``, else through
+    jupyter-server-proxy (``<prefix>proxy/<port>/``, which works on JupyterHub and Binder) when
+    the serving Jupyter offers it, else ``http://localhost:<port>``. ``None`` for no port."""
+    from .proxy import port_url as url
 
-    The prefix is ``$JUPYTERHUB_SERVICE_PREFIX`` (set by JupyterHub and Binder), else ``/``.
-    ``None`` for no port.
-    """
-    if port is None:
-        return None
-    if proxy_available():
-        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or "/"
-        return f"{prefix.rstrip('/')}/proxy/{int(port)}/"
-    return f"http://localhost:{int(port)}"
+    return url(port, home)
 
 
 def port_link(port: int | None) -> str:
@@ -193,7 +186,9 @@ def log_lines(lines: Iterable[tuple[str | None, str, str, float | None]], *, emp
 
     ``who`` labels the line when several processes are shown (None otherwise); ``err`` lines are
     red; ``time`` (epoch seconds, None when the line has no timestamp) is shown as local
-    ``HH:MM:SS``. Lines longer than :data:`MAX_LINE` characters are cut. ``style`` as in
+    ``HH:MM:SS``. ANSI colours render as HTML (other escape codes are dropped); names are
+    coloured by :func:`~tsm_notebook.notebook.ansi.name_color`. Lines longer than
+    :data:`MAX_LINE` characters are cut. ``style`` as in
     :func:`status_table`.
     """
     out = []
@@ -201,8 +196,8 @@ def log_lines(lines: Iterable[tuple[str | None, str, str, float | None]], *, emp
         if len(text) > MAX_LINE:
             text = text[:MAX_LINE] + " …"
         label = f'<span class="t">{time.strftime("%H:%M:%S", time.localtime(t))} </span>' if t is not None else ""
-        label += f'<span class="who">{html.escape(who)} | </span>' if who else ""
-        body = html.escape(text)
+        label += f'<span class="who" style="color:{name_color(who)}">{html.escape(who)} | </span>' if who else ""
+        body = ansi_html(text)  # colours as in cell output; no escape code reaches the page
         out.append(f'{label}<span class="err">{body}</span>' if stream == "err" else f"{label}{body}")
     inner = "\n".join(out) if out else f'<span class="none">{html.escape(empty)}</span>'
     # column-reverse keeps the box scrolled to its end as lines arrive

@@ -15,14 +15,18 @@ read straight from its files (rotated and compressed ones included) by
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from ..client.client import Client
 from ..core.errors import UsageError
 from ..core.logread import LogLine, parse_since, tail
+from ..core import render
 from ..core.paths import Home
+from . import html as tsm_html
 
-__all__ = ["logs"]
+__all__ = ["LogLines", "logs"]
 
 
 def logs(
@@ -66,3 +70,44 @@ def logs(
             for line in tail(Path(row["dir"]), stream=stream, lines=lines, since=since)
         )
     return found
+
+
+class LogLines(list):
+    """Log lines (:class:`~tsm_notebook.logread.LogLine`) that show themselves as ``tsm logs``
+    prints them: ``out | text``, or ``name|err | text`` when several processes are mixed.
+
+    A plain list otherwise. ``labelled`` says whether lines carry their process's name (default:
+    when they come from several processes). With ``raw`` the text repr shows the lines exactly as
+    written (timestamp prefixes included, no labels); with ``plain`` without colour codes. The
+    HTML repr is a scrolling box, err lines red, ANSI colours shown as colours.
+    """
+
+    def __init__(self, lines: Iterable[Any] = (), *, labelled: bool | None = None, raw: bool = False,
+                 plain: bool = False) -> None:
+        super().__init__(lines)
+        self.labelled = labelled
+        self.raw = raw
+        self.plain = plain
+
+    def _several(self) -> bool:
+        return self.labelled if self.labelled is not None else len({line.name for line in self}) > 1
+
+    def __repr__(self) -> str:
+        if not self:
+            return "(no log lines)"
+        if self.raw:
+            text = "\n".join(line.raw.decode("utf-8", errors="replace") for line in self)
+        else:
+            several = self._several()
+            text = "\n".join(f"{line.name}|{line.stream} | {line.text}" if several else f"{line.stream} | {line.text}"
+                             for line in self)
+        return render.strip_ansi(text) if self.plain else text
+
+    def _repr_html_(self) -> str:
+        several = self._several()
+        text = render.strip_ansi if self.plain else str
+        return tsm_html.log_lines([(line.name if several else None, line.stream, text(line.text), line.time) for line in self])
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """``[{name, stream, time, text}]``, as ``tsm logs --json`` prints them."""
+        return [{"name": line.name, "stream": line.stream, "time": line.time, "text": line.text} for line in self]

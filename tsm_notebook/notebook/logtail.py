@@ -12,10 +12,10 @@ import ipywidgets as widgets
 
 from . import html as tsm_html
 from ..client.client import Client
-from ..core import logread
+from ..core import logread, render
 from ..core.errors import UsageError
 from ..core.paths import Home
-from .live import Live, close_tree, error_text
+from .live import Live, close_tree, error_text, tick_mode
 
 __all__ = ["LogTail"]
 
@@ -39,12 +39,13 @@ class LogTail(Live, widgets.VBox):
     ``target`` is a name or tsm_id (``all`` or several matches follow each process, lines labelled);
     it is resolved once through the daemon, which raises :class:`~tsm_notebook.errors.ProcessNotFound`
     for an unknown one. ``lines`` per stream, ``stream`` ``"out"``, ``"err"`` or ``"both"`` (both can
-    be changed in the widget). Files are read directly every ``refresh`` seconds from a background
-    thread, and only when they changed; ``refresh=None`` means no thread (call :meth:`refresh`).
+    be changed in the widget). Files are read directly every ``refresh`` seconds, only when they
+    changed, driven by the front end or a background thread (``tick``, see :mod:`.live`); ``refresh=None`` means no thread (call :meth:`refresh`).
     """
 
     def __init__(self, target: str | int | None, home: str | os.PathLike[str] | Home | None = None, *,
-                 lines: int = 50, stream: str = "both", refresh: float | None = 1.0):
+                 lines: int = 50, stream: str = "both", refresh: float | None = 1.0, tick: str | None = None):
+        self.tick = tick_mode(tick)
         if stream not in ("out", "err", "both"):
             raise UsageError(f"invalid stream {stream!r}: use 'out', 'err' or 'both'")
         if not isinstance(lines, int) or lines < 1:
@@ -53,7 +54,8 @@ class LogTail(Live, widgets.VBox):
         self._lock = threading.RLock()
         self._sources: list[tuple[str, Path]] = []
         self._stamp: Any = None
-        #: the lines shown, as plain text (``name | `` prefixed when several processes are shown)
+        #: the lines shown, as plain text without colour codes (``name | `` prefixed when several
+        #: processes are shown)
         self.text = ""
         self.title = widgets.HTML(layout=widgets.Layout(flex="1 1 auto"))
         self.lines_picker = widgets.Dropdown(
@@ -133,7 +135,7 @@ class LogTail(Live, widgets.VBox):
             self.title.value = title
             self.output.value = tsm_html.log_lines([(w, s, text, t) for t, w, s, text in shown], empty=empty,
                                                    style=self._own_style)
-            self.text = "\n".join(f"{w} | {t}" if w else t for _, w, _s, t in shown)
+            self.text = "\n".join(render.strip_ansi(f"{w} | {t}" if w else t) for _, w, _s, t in shown)
             self._stamp = stamp
 
     #: whether the log HTML carries the stylesheet (a panel sends it once for all its parts)

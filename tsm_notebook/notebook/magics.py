@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 from IPython.core.completer import CompletionContext, SimpleCompletion, SimpleMatcherResult, context_matcher
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
 
 from . import api
 from ..client import commands
@@ -61,7 +61,11 @@ def _start(ns: argparse.Namespace) -> Any:
     up = commands.start_as_up(ns)  # `%tsm start tsm.toml` is `%tsm up`, as on the command line
     if up is not None:
         return _stacks().from_ns(up)
-    return api.start_spec(commands.spec_from_args(ns), home=ns.home)
+    rows = commands.start_existing(api.shared_client(ns.home), ns)
+    if rows is not None:  # `%tsm start NAME`: that process again, with its saved spec
+        procs = [api.Process(r, ns.home) for r in rows]
+        return procs[0] if len(procs) == 1 else procs
+    return api.start_spec(commands.spec_from_args(ns, kernel=True), home=ns.home)
 
 
 def _each(action: Callable[..., list[api.Process]]) -> Callable[[argparse.Namespace], list[api.Process]]:
@@ -103,7 +107,7 @@ def _logs(ns: argparse.Namespace) -> Any:
     from .logs_api import logs
 
     found = logs(ns.target, lines=ns.lines, stream=stream, since=ns.since, home=ns.home)
-    lines = api.LogLines(found, labelled=ns.target == "all", raw=ns.raw)
+    lines = api.LogLines(found, labelled=ns.target == "all", raw=ns.raw, plain=ns.plain)
     return lines.to_dicts() if ns.json else lines
 
 
@@ -210,10 +214,29 @@ def _notebook_only(argv: list[str]) -> argparse.Namespace | None:
     return argparse.Namespace(cmd=rest[0], home=home)
 
 
-def run_line(line: str) -> Any:
-    """Carry out one ``%tsm`` line and return its result. Raises TsmError or commands.Help."""
+#: parsed values that are never expanded: the command is the program's, its ``$PORT`` its own
+_NOT_EXPANDED = frozenset({"cmd", "command", "argv_mode"})
+
+
+def _expanded(ns: argparse.Namespace, expand: Callable[[str], str]) -> argparse.Namespace:
+    """``ns`` with ``expand`` applied to every option value and target, never to the command."""
+    for key, value in vars(ns).items():
+        if key in _NOT_EXPANDED:
+            continue
+        if isinstance(value, str):
+            setattr(ns, key, expand(value))
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            setattr(ns, key, [expand(v) for v in value])
+    return ns
+
+
+def run_line(line: str, *, expand: Callable[[str], str] = str) -> Any:
+    """Carry out one ``%tsm`` line and return its result. Raises TsmError or commands.Help.
+
+    ``expand`` (the magic passes IPython's ``$var``/``{var}`` expansion) is applied to option
+    values and targets after parsing, never to the command: ``$PORT`` reaches the process."""
     argv = _split(line, "%tsm")
-    ns = _notebook_only(argv) or commands.parse(argv, prog="%tsm")
+    ns = _expanded(_notebook_only(argv) or commands.parse(argv, prog="%tsm"), expand)
     return ROUTES[ns.cmd](ns)
 
 
@@ -271,19 +294,25 @@ def _prune_scripts(home: Home, keep: Path) -> None:
         pass  # tidying is best effort: the start itself succeeded
 
 
-def run_cell(line: str, cell: str) -> Any:
+def run_cell(line: str, cell: str, *, expand: Callable[[str], str] = str,
+             user_ns: dict[str, Any] | None = None) -> Any:
     """Start the body of a ``%%tsm start ...`` cell as a managed process; returns its snapshot.
     (``%%tsm up`` instead brings up the stack the cell describes: see :mod:`.stacks`.)
 
     The body is written by :func:`script_path` and run by this kernel's Python (``--lang
     python``, the default: the same environment and packages) or by ``bash`` (``--lang bash``);
     ``--interpreter`` overrides either. Every option of ``tsm start`` applies; ``--name`` is
-    required. Raises TsmError or commands.Help.
+    required; ``--var NAME`` also assigns the process to ``NAME`` in ``user_ns``. Re-running an
+    edited cell replaces its running process (the script is content-addressed, so the spec
+    differs). ``expand`` expands ``$var``/``{var}`` in option values. Raises TsmError or
+    commands.Help.
     """
     argv = _split(line, "%%tsm")
     if argv[:1] == ["up"]:  # %%tsm up: the cell is a tsm.toml
         return _stacks().up_cell(argv[1:], cell)
-    ns = commands.parse(argv, prog="%%tsm", cell=True)
+    ns = _expanded(commands.parse(argv, prog="%%tsm", cell=True), expand)
+    if ns.var is not None and not ns.var.isidentifier():
+        raise UsageError(f"%%tsm start: --var {ns.var!r} is not a Python name")
     if not cell.strip():
         raise UsageError("%%tsm start: the cell is empty; its body is the program to run")
     if not ns.name:
@@ -292,8 +321,10 @@ def run_cell(line: str, cell: str) -> Any:
     script = script_path(home, ns.name, cell, ns.lang)
     runner = [] if ns.interpreter else [sys.executable if ns.lang == "python" else "bash"]
     ns.command, ns.argv_mode = [*runner, str(script)], True
-    proc = api.start_spec(commands.spec_from_args(ns), home=home)
+    proc = api.start_spec(commands.spec_from_args(ns, kernel=True), home=home)
     _prune_scripts(home, keep=script)
+    if ns.var and user_ns is not None:
+        user_ns[ns.var] = proc
     return proc
 
 
@@ -317,6 +348,17 @@ def one_line(exc: TsmError) -> str:
 class TsmMagics(Magics):
     """The ``%tsm`` line magic and ``%%tsm`` cell magic."""
 
+    def _expand(self, text: str) -> str:
+        """IPython's expansion (``$var``, ``{expr}``, ``$$`` for ``$``) in the user's namespace
+        only (not this method's locals); text that does not expand is left as it is."""
+        from IPython.utils.text import DollarFormatter
+
+        try:
+            return DollarFormatter().vformat(text, args=[], kwargs=self.shell.user_ns)
+        except Exception:
+            return text
+
+    @no_var_expand
     @line_cell_magic
     def tsm(self, line: str, cell: str | None = None) -> Any:
         """Manage long-running processes; the grammar of the ``tsm`` command line.
@@ -331,17 +373,21 @@ class TsmMagics(Magics):
             %tsm panel                   # the live panel (also %tsm monit)
             %tsm -h                      # every subcommand; %tsm start -h for its options
 
-            %%tsm start --name worker [--lang bash] [start options]
+            %%tsm start --name worker [--lang bash] [--var w] [start options]
             <the program to run>
 
             %tsm up [FILE] [APP...]      # a stack (tsm.toml, Procfile, ecosystem.json); a live view
             %tsm down [FILE|stack:NAME]  # stops it, dependants first
             %%tsm up [--env NAME]        # the cell is the tsm.toml
 
-        Mistakes are reported as one-line UsageErrors.
+        The command is passed as written (``$PORT`` is the process's own); ``$var`` and
+        ``{var}`` are expanded in option values and targets only. Mistakes are reported as
+        one-line UsageErrors.
         """
         try:
-            return run_line(line) if cell is None else run_cell(line, cell)
+            if cell is None:
+                return run_line(line, expand=self._expand)
+            return run_cell(line, cell, expand=self._expand, user_ns=self.shell.user_ns)
         except commands.Help as h:
             print(h.text, end="")
             return None

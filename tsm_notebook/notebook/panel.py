@@ -33,7 +33,7 @@ from ..client import commands
 from ..core import render, states
 from ..core import history
 from . import html as tsm_html
-from .live import Live, close_tree, error_text
+from .live import Live, close_tree, error_text, tick_mode
 from .events_api import Toasts
 from .logtail import LogTail
 from ..client.client import Client
@@ -97,15 +97,18 @@ class Panel(Live, widgets.VBox):
     """A live view of every process of a TSM home, with actions, a log tail and resource charts.
 
     ``home`` is the TSM home (default ``$TSM_HOME`` or ``~/.tsm``; its daemon is started if none
-    runs, as by any ``tsm`` command). The panel refreshes every ``refresh`` seconds from a
-    background thread when ``autostart`` is true; with ``refresh=None`` or ``autostart=False`` it
+    runs, as by any ``tsm`` command). The panel refreshes every ``refresh`` seconds when
+    ``autostart`` is true, driven by the front end where it shows the panel and by a background
+    thread while it does not (``tick``: ``"auto"``, ``"frontend"`` or ``"thread"``, see
+    :mod:`tsm_notebook.notebook.live`); with ``refresh=None`` or ``autostart=False`` it
     refreshes only when :meth:`refresh` is called (or :meth:`start` starts the thread). One
     refresh costs one ``ls`` request to the daemon, a few ``stat`` calls on the selected process's
     logs and one indexed history query. Call :meth:`close` to stop the thread and close the widgets.
     """
 
     def __init__(self, home: str | os.PathLike[str] | Home | None = None, *, refresh: float | None = 1.0,
-                 autostart: bool = True):
+                 autostart: bool = True, tick: str | None = None):
+        self.tick = tick_mode(tick)
         self.home = home if isinstance(home, Home) else Home.resolve(home)
         self.interval = refresh
         # Two connections: a slow action (a stop waits up to kill_timeout) must not stall refreshes.
@@ -127,6 +130,7 @@ class Panel(Live, widgets.VBox):
 
         self.style_html = widgets.HTML(tsm_html.STYLE, layout=widgets.Layout(height="0px", margin="0"))
         self.header = widgets.HTML(layout=widgets.Layout(width="100%"))
+        self.header.add_class("tsm-header")
         self.message = widgets.HTML()
         self.message.add_class("tsm-message")
         self.table = widgets.HTML(layout=widgets.Layout(width="100%", max_height="22em", overflow="auto"))
@@ -281,7 +285,10 @@ class Panel(Live, widgets.VBox):
         row = next((r for r in rows if r["name"] == want), None)
 
         live = self._auto and not self._closed
+        clock = self.clock
         state = f"live · every {self.interval or 1.0:g}s" if live else "paused · call .refresh()"
+        if live and clock:
+            state += f" · {clock} clock"
         head = f"<b>tsm</b> <span class='tsm-muted'>{_html.escape(str(self.home.root))}</span> · {tsm_html.summary(rows)}"
         if problem:
             head += f' · <span style="color:#cf222e">{_html.escape(problem)}</span>'
