@@ -50,7 +50,7 @@ launch_window = "1s"
 """)
     assert cfg.to_dict() == {
         "log_max_size": 2 * 1024**2, "log_rotate_every": 0.0, "log_retain": 3, "log_max_age": 2 * 86400.0,
-        "log_compress": False, "sample_interval": 0.5, "history_retention": 3600.0, "launch_window": 1.0,
+        "log_compress": False, "sample_interval": 0.5, "history_retention": 3600.0, "launch_window": 1.0, "hosts": {},
     }
     assert sum(len(keys) for keys in KEYS.values()) == len(cfg.to_dict())
 

@@ -1,0 +1,260 @@
+"""Other machines: the same client over an SSH channel to ``tsm bridge`` on the remote side.
+
+Each host runs its own ordinary daemon. A request to host ``gpu`` (``[hosts.gpu]`` in
+``config.toml``) goes through the system ``ssh`` client, so the user's ``~/.ssh/config``, agent,
+ProxyJump and keys apply unchanged, to ``tsm bridge`` there, which joins its stdin/stdout to the
+remote daemon's socket (starting the daemon when needed): the same newline-delimited JSON. ssh
+runs with ``BatchMode=yes`` (never a password prompt that would hang a kernel) and one shared
+connection per host (``ControlMaster``), so a warm request costs a round trip, not a handshake.
+
+The local end of the channel is one end of a socket pair whose other end is ssh's stdin and
+stdout, so :class:`~tsm_notebook.client.client.Client` reads and writes it as it does the
+daemon's Unix socket.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+
+from ..core.errors import DaemonError, HostUnreachable, TsmError, UsageError, VersionMismatch
+from ..core.paths import Home
+from ..core.version import __version__
+from .client import Client
+
+DEFAULT_TIMEOUT = 10.0  # seconds to connect and answer, per host, unless [hosts.NAME] timeout says
+CONTROL_PERSIST = "10m"  # how long an idle shared connection stays up
+LOCAL = "local"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One ``[hosts.NAME]`` entry: where ``ssh`` goes and which ``tsm`` and home it uses there."""
+
+    name: str
+    ssh: str
+    home: str | None = None
+    tsm: str = "tsm"
+    ssh_options: tuple[str, ...] = field(default_factory=tuple)
+    timeout: float = DEFAULT_TIMEOUT
+
+    @classmethod
+    def from_config(cls, name: str, entry: dict) -> "Host":
+        return cls(name=name, ssh=entry["ssh"], home=entry.get("home"), tsm=entry.get("tsm", "tsm"),
+                   ssh_options=tuple(entry.get("ssh_options", ())), timeout=entry.get("timeout", DEFAULT_TIMEOUT))
+
+    def remote_command(self, *args: str) -> str:
+        """The command line ssh runs remotely: ``tsm [--home H] ARGS`` (quoted for the remote shell)."""
+        words = [self.tsm] + (["--home", self.home] if self.home else []) + list(args)
+        return " ".join(shlex.quote(w) for w in words)
+
+
+def configured_hosts(home: Home | None = None) -> dict[str, Host]:
+    """The hosts of ``config.toml`` in ``home`` (default: the local home), by name."""
+    from ..core.config import Config
+
+    home = home or Home.resolve()
+    return {name: Host.from_config(name, entry) for name, entry in Config.load(home.config_file).hosts.items()}
+
+
+def host_names(spec: str, hosts: dict[str, Host]) -> list[str]:
+    """``-H`` values: ``all`` (local and every configured host), ``local``, a name or a comma list.
+
+    Raises :class:`UsageError` for an unknown name, naming the known ones."""
+    if spec == "all":
+        return [LOCAL, *sorted(hosts)]
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    if not names:
+        raise UsageError("-H needs a host name, a comma list of them, or all")
+    for n in names:
+        if n != LOCAL and n not in hosts:
+            known = ", ".join(sorted(hosts)) or "none yet: add one with `tsm hosts add NAME user@host`"
+            raise UsageError(f"unknown host {n!r}: the hosts are {known}")
+    return list(dict.fromkeys(names))
+
+
+def control_dir() -> str:
+    """The directory of the shared connections' sockets: short (a Unix socket path is at most 107
+    bytes), private (0700). ``TSM_SSH_CONTROL_DIR`` overrides it."""
+    path = os.environ.get("TSM_SSH_CONTROL_DIR") or os.path.join(tempfile.gettempdir(), f"tsm-ssh-{os.getuid()}")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    return path
+
+
+def ssh_argv(host: Host, *, timeout: float | None = None, master: bool = True) -> list[str]:
+    """``ssh`` and its options for ``host``, up to and including the destination."""
+    t = max(1, int(round(float(timeout if timeout is not None else host.timeout))))
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={t}", "-o", "ServerAliveInterval=15"]
+    if master:
+        argv += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir()}/%C", "-o", f"ControlPersist={CONTROL_PERSIST}"]
+    else:
+        argv += ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+    return argv + list(host.ssh_options) + [host.ssh]
+
+
+class SSHTransport:
+    """Runs ``ssh ... HOST tsm bridge`` with its stdin and stdout on one end of a socket pair;
+    :meth:`connect` returns the other end. :meth:`failure` says why ssh ended, if it did."""
+
+    def __init__(self, host: Host):
+        self.host = host
+        self.proc: subprocess.Popen | None = None
+        self._stderr: Any = None
+
+    def connect(self, timeout: float) -> socket.socket:
+        self.close()
+        mine, theirs = socket.socketpair()
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: the shared master keeps it open
+        try:
+            self.proc = subprocess.Popen(
+                ssh_argv(self.host, timeout=timeout) + ["--", self.host.remote_command("bridge")],
+                stdin=theirs, stdout=theirs, stderr=self._stderr, start_new_session=True, close_fds=True,
+            )
+        except FileNotFoundError:
+            mine.close()
+            raise HostUnreachable(f"host {self.host.name}: no ssh client on PATH (install openssh-client)", host=self.host.name) from None
+        finally:
+            theirs.close()
+        mine.settimeout(timeout)
+        return mine
+
+    def failure(self, wait: float = 1.0) -> str | None:
+        """ssh's exit status and last stderr line once it has ended (waiting up to ``wait`` s), else None."""
+        if self.proc is None:
+            return None
+        try:
+            code = self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            return None
+        self._stderr.seek(0)
+        lines = [ln.strip() for ln in self._stderr.read().decode(errors="replace").splitlines() if ln.strip()]
+        if not lines and code == 0:
+            return None
+        return f"ssh exited with {code}" + (f": {lines[-1]}" if lines else "")
+
+    def close(self) -> None:
+        """End the channel: ssh sees its stdin close and exits; killed if it lingers."""
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout=2.0)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+
+class RemoteClient(Client):
+    """A :class:`Client` of the daemon on ``host``, through :class:`SSHTransport`.
+
+    Errors name the host: :class:`HostUnreachable` when ssh fails or the host does not answer
+    within ``timeout``; :class:`VersionMismatch` naming both versions and the fix.
+    """
+
+    def __init__(self, host: Host, *, timeout: float | None = None):
+        self.host = host
+        super().__init__(Home.resolve(), timeout=timeout or host.timeout, transport=SSHTransport(host))
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        try:
+            return super().call(cmd, **args)
+        except VersionMismatch as exc:
+            theirs = exc.fields.get("daemon")
+            self.close()
+            raise VersionMismatch(
+                f"host {self.host.name} runs tsm_notebook {theirs}, this machine runs {__version__}: install "
+                f"tsm_notebook {__version__} on {self.host.name} (or {theirs} here), then run `tsm -H {self.host.name} update`",
+                daemon=theirs, client=__version__, host=self.host.name,
+            ) from None
+        except HostUnreachable:
+            raise
+        except DaemonError as exc:
+            why = self.transport.failure()
+            self.close()
+            if why and "bridge" in why and "invalid choice" in why:
+                why = f"its tsm has no `bridge` command (older than {__version__}): install tsm_notebook {__version__} there"
+            raise HostUnreachable(f"host {self.host.name} ({self.host.ssh}): {why or exc.message}", host=self.host.name) from None
+
+    def close(self) -> None:
+        super().close()
+        self.transport.close()
+
+    def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
+        """Stop every process on the host and its daemon (the remote side waits for nothing)."""
+        pid = self.call("kill", keep=keep)["pid"]
+        self.close()
+        return pid
+
+
+def _as_home(home: Any) -> Home:
+    return home if isinstance(home, Home) else Home.resolve(home)
+
+
+def client_for(host: str | None, *, home: Any = None, timeout: float | None = None, hosts: dict[str, Host] | None = None) -> Client:
+    """A client of ``host`` (a configured name), or of the local ``home`` for None or ``local``."""
+    if host in (None, LOCAL):
+        return Client(home)
+    hosts = configured_hosts(_as_home(home)) if hosts is None else hosts
+    host_names(host, hosts)  # a clear error for an unknown name
+    return RemoteClient(hosts[host], timeout=timeout)
+
+
+def fan_out(names: list[str], work: Callable[[Client], Any], *, home: Any = None,
+            hosts: dict[str, Host] | None = None) -> dict[str, Any]:
+    """Run ``work(client)`` for every host of ``names`` in parallel; return {name: result or TsmError}.
+
+    Each host is bounded by its own timeout, so one that does not answer costs at most that,
+    and never stops the others."""
+    hosts = configured_hosts(_as_home(home)) if hosts is None else hosts
+
+    def one(name: str) -> Any:
+        try:
+            with client_for(name, home=home, hosts=hosts) as c:
+                return work(c)
+        except TsmError as exc:
+            return exc
+        except OSError as exc:
+            return HostUnreachable(f"host {name}: {exc}", host=name)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(names)))) as pool:
+        return dict(zip(names, pool.map(one, names)))
+
+
+def master_pid(host: Host) -> int | None:
+    """The pid of the shared connection to ``host``, or None when none is up."""
+    r = subprocess.run(ssh_argv(host)[:1] + ["-O", "check"] + ssh_argv(host)[1:], stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=10)
+    text = r.stderr + r.stdout
+    if r.returncode == 0 and "pid=" in text:
+        return int(text.split("pid=", 1)[1].split(")", 1)[0])
+    return None
+
+
+def close_master(host: Host, *, timeout: float = 10.0) -> int | None:
+    """End the shared connection to ``host`` (``ssh -O exit``); return its pid once it is gone."""
+    pid = master_pid(host)
+    if pid is None:
+        return None
+    subprocess.run(ssh_argv(host)[:1] + ["-O", "exit"] + ssh_argv(host)[1:], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=10)
+    from ..core.procs import pid_alive
+
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
+__all__ = ["Host", "RemoteClient", "SSHTransport", "client_for", "close_master", "configured_hosts", "fan_out",
+           "host_names", "master_pid", "ssh_argv"]
