@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; CI and these machines run as root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test bench venv chromium clean
+.PHONY: lab test bench venv chromium openssh-server clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -30,10 +30,21 @@ chromium:
 	  fi; \
 	fi
 
+# OpenSSH's server for the tests of other hosts (tsm -H), which run private sshd's on loopback.
+openssh-server:
+	@if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing openssh-server from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+	  else \
+	    echo "sshd is missing and cannot be installed here (not root): the tests of other hosts are skipped"; \
+	  fi; \
+	fi
+
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium openssh-server
 	$(VENV)/bin/lint-imports --no-cache  # the layers' contracts (pyproject.toml)
 	$(PY) -m pytest -p no:cacheprovider
 

@@ -123,3 +123,38 @@ def test_history_keys_reach_the_sampler(tsm):
     # at 100ms a few samples land within a second or two; the default (2s) would give none yet
     wait_for(lambda: (tsm.call("history_flush"), len(read_metrics(tsm.home / "db" / "tsm.sqlite", name="s")) >= 5)[1],
              timeout=5, message="five samples at a 100ms interval")
+
+
+def test_hosts_tables_are_read_and_checked(tmp_path):
+    cfg = load(tmp_path, '[hosts.gpu]\nssh = "me@gpu-box"\nhome = "~/.tsm"\nssh_options = ["-p", "2222"]\ntimeout = "3s"\n'
+                         '[hosts.staging]\nssh = "deploy@staging"\n')
+    assert cfg.hosts == {"gpu": {"ssh": "me@gpu-box", "home": "~/.tsm", "ssh_options": ["-p", "2222"], "timeout": 3.0},
+                         "staging": {"ssh": "deploy@staging"}}
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[hosts.gpu]\nhome = "/x"', "hosts.gpu: ssh is required"),
+    ('[hosts.gpu]\nssh = "a@b"\nport = 22', "unknown key hosts.gpu.port: [hosts.gpu] takes ssh, home, tsm, ssh_options, timeout"),
+    ('[hosts.gpu]\nssh = "-oProxyCommand=x"', "hosts.gpu.ssh: invalid ssh target"),
+    ('[hosts.gpu]\nssh = "a b"', "hosts.gpu.ssh: invalid ssh target"),
+    ('[hosts.gpu]\nssh = "a@b"\nssh_options = "-p 22"', "hosts.gpu.ssh_options: invalid value '-p 22': use a list of strings"),
+    ('[hosts.gpu]\nssh = "a@b"\nssh_options = [22]', "hosts.gpu.ssh_options: invalid value 22"),
+    ('[hosts.gpu]\nssh = "a@b"\ntimeout = "0s"', "hosts.gpu.timeout: '0s' must be more than 0"),
+    ('[hosts.all]\nssh = "a@b"', "invalid host name 'all': it is reserved"),
+    ('[hosts]\ngpu = "a@b"', "hosts.gpu must be a table"),
+])
+def test_bad_hosts_are_refused_with_the_key(tmp_path, text, says):
+    with pytest.raises(UsageError) as e:
+        load(tmp_path, text)
+    assert says in e.value.message
+
+
+def test_the_host_selector_is_found_anywhere_before_the_command():
+    from tsm_notebook.client.commands import parse, split_host
+
+    assert split_host(["@gpu", "ls"]) == (["ls"], "gpu")
+    assert split_host(["ls", "-H", "all"]) == (["ls"], "all")
+    assert split_host(["--host=a,b", "ls", "-a"]) == (["ls", "-a"], "a,b")
+    assert split_host(["start", "--", "prog", "-H", "x"]) == (["start", "--", "prog", "-H", "x"], None)
+    assert parse(["-H", "gpu", "logs", "web", "-f"]).host == "gpu"
+    assert parse(["ls"]).host is None

@@ -206,3 +206,20 @@ def test_hosts_add_ls_check_rm(tsm, hosts):
     assert tsm.run("-H", "gpu", "ls").returncode == 2
     hosts.entries = {}  # nothing else to tidy: the masters of gpu are a's
     hosts.add("gpu", e)
+
+
+def test_the_magic_takes_a_host(tsm, hosts, monkeypatch):
+    from tsm_notebook.notebook import remote_magic
+    from tsm_notebook.notebook.magics import run_line
+
+    monkeypatch.setenv("TSM_HOME", str(tsm.home))
+    try:
+        row = run_line(f"-H a start --name job -- {PY} -c 'print(\"from a\", flush=True); import time; time.sleep(600)'")
+        assert row["name"] == "job" and row["status"] == "online"
+        df = run_line("@a ls")
+        assert list(df["name"]) == ["job"] and list(df["host"]) == ["a"]
+        wait_for(lambda: "out | from a" in repr(run_line("-H a logs job")), 15, 0.1, "the remote line")
+        assert run_line("-H a stop job")[0]["status"] == "stopped"
+        assert len(run_line("ls -H a,b -a")) == 1
+    finally:
+        remote_magic.close_all()

@@ -176,6 +176,10 @@ def run_line(line: str) -> Any:
     """Carry out one ``%tsm`` line and return its result. Raises TsmError or commands.Help."""
     argv = _split(line, "%tsm")
     ns = _notebook_only(argv) or commands.parse(argv, prog="%tsm")
+    if getattr(ns, "host", None) not in (None, "local"):
+        from . import remote_magic  # other machines (-H NAME, @NAME)
+
+        return remote_magic.run(ns)
     return ROUTES[ns.cmd](ns)
 
 
