@@ -47,6 +47,9 @@ class Sshd:
         self.dir = base / name
         self.dir.mkdir(parents=True)
         self.remote_home = base / f"{name}-home"  # the remote TSM_HOME (short: a socket lives there)
+        # the session's HOME: a login there reads no ~/.bashrc of this machine's user (it may be slow)
+        self.user_home = base / f"{name}-user"
+        self.user_home.mkdir()
         self.port = free_port(addr)
         keygen(self.dir / "host_key")
         auth = self.dir / "authorized_keys"
@@ -58,7 +61,7 @@ class Sshd:
             f"AuthorizedKeysFile {auth}\nPidFile {self.dir}/sshd.pid\nStrictModes no\nUsePAM no\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "AcceptEnv TSM_DAEMON_VERSION\nAllowTcpForwarding local\nX11Forwarding no\n"
-            f"SetEnv PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin\n"
+            f"SetEnv PATH={VENV_BIN}:/usr/local/bin:/usr/bin:/bin HOME={self.user_home}\n"
         )
         self.proc: subprocess.Popen | None = None
 

@@ -17,6 +17,7 @@ from ..client import commands
 from ..core import render
 from ..client.client import Client, flush_history
 from ..core.errors import TsmError, UsageError
+from ..core.paths import Home
 
 
 def _print_json(data: Any) -> None:
@@ -242,7 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         ns = commands.parse(argv)
-        if ns.host is not None or ns.cmd in ("hosts", "bridge", "forward"):
+        if ns.cmd == "bridge":
+            from .bridge import bridge
+
+            return bridge(Home.resolve(ns.home))
+        if ns.host is not None or ns.cmd in ("hosts", "forward"):
             from . import remote  # other machines: only these pay for its import
 
             code = remote.run(ns)

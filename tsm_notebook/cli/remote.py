@@ -1,4 +1,4 @@
-"""The command line beyond one machine: ``tsm hosts``, ``tsm bridge``, ``tsm forward``, ``-H``.
+"""The command line beyond one machine: ``tsm hosts``, ``tsm forward``, ``-H`` (``tsm bridge``: cli/bridge.py).
 
 ``tsm -H gpu CMD`` (or ``tsm @gpu CMD``) runs CMD against the daemon of host ``gpu`` through
 :class:`~tsm_notebook.client.remote.RemoteClient`; every read goes through a daemon request there
@@ -27,49 +27,6 @@ from ..core.paths import Home
 #: subcommands that run on one host at a time through -H, and those that fan out over several
 FAN_OUT = ("ls", "ping")
 LOCAL_ONLY = ("hosts", "forward", "bridge", "monit")
-
-
-# ---------------------------------------------------------------------- tsm bridge
-
-
-def bridge(home: Home) -> int:
-    """Join stdin/stdout to the daemon's socket (starting the daemon when none runs) until either
-    side closes: what ``ssh HOST tsm bridge`` runs for a client on another machine."""
-    import select
-    import socket
-
-    def connect() -> socket.socket:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(str(home.socket))
-        except OSError:
-            s.close()
-            raise
-        return s
-
-    try:
-        sock = connect()
-    except OSError:
-        Client(home).call("ping")  # starts the daemon (ping answers whatever its version)
-        sock = connect()
-    inp, out = sys.stdin.fileno(), sys.stdout.fileno()
-    open_in = True
-    while True:
-        ready, _, _ = select.select([sock] + ([inp] if open_in else []), [], [])
-        if inp in ready:
-            data = os.read(inp, 1 << 16)
-            if data:
-                sock.sendall(data)
-            else:  # the client is done: let the daemon finish its replies, then stop
-                open_in = False
-                sock.shutdown(socket.SHUT_WR)
-        if sock in ready:
-            data = sock.recv(1 << 16)
-            if not data:
-                return 0
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view):]
 
 
 # ---------------------------------------------------------------------- tsm hosts
@@ -319,8 +276,6 @@ def run(ns) -> int | None:
     """Handle what needs hosts (``hosts``, ``bridge``, ``forward``, ``-H``); None leaves the rest
     to the local command line."""
     home = Home.resolve(ns.home)
-    if ns.cmd == "bridge":
-        return bridge(home)
     if ns.cmd == "hosts":
         return hosts_cmd(ns, home)
     if ns.cmd == "forward":
@@ -337,4 +292,4 @@ def run(ns) -> int | None:
     return -1  # the caller runs its handler with a RemoteClient
 
 
-__all__ = ["bridge", "fan_out_cmd", "forward", "hosts_cmd", "remote_history", "remote_logs", "remote_start", "run"]
+__all__ = ["fan_out_cmd", "forward", "hosts_cmd", "remote_history", "remote_logs", "remote_start", "run"]

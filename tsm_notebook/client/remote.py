@@ -18,11 +18,8 @@ import os
 import shlex
 import socket
 import subprocess
-import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # like dataclasses, concurrent.futures and tempfile, typing would slow every `tsm -H`
 if TYPE_CHECKING:
     from typing import Any, Callable
 
@@ -36,16 +33,27 @@ CONTROL_PERSIST = "10m"  # how long an idle shared connection stays up
 LOCAL = "local"
 
 
-@dataclass(frozen=True)
 class Host:
     """One ``[hosts.NAME]`` entry: where ``ssh`` goes and which ``tsm`` and home it uses there."""
 
-    name: str
-    ssh: str
-    home: str | None = None
-    tsm: str = "tsm"
-    ssh_options: tuple[str, ...] = field(default_factory=tuple)
-    timeout: float = DEFAULT_TIMEOUT
+    __slots__ = ("name", "ssh", "home", "tsm", "ssh_options", "timeout")
+
+    def __init__(self, name: str, ssh: str, home: str | None = None, tsm: str = "tsm",
+                 ssh_options: tuple[str, ...] = (), timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.name, self.ssh, self.home, self.tsm = name, ssh, home, tsm
+        self.ssh_options, self.timeout = tuple(ssh_options), float(timeout)
+
+    def _key(self) -> tuple:
+        return (self.name, self.ssh, self.home, self.tsm, self.ssh_options, self.timeout)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Host) and other._key() == self._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"Host({self.name!r}, {self.ssh!r})"
 
     @classmethod
     def from_config(cls, name: str, entry: dict) -> "Host":
@@ -85,7 +93,7 @@ def host_names(spec: str, hosts: dict[str, Host]) -> list[str]:
 def control_dir() -> str:
     """The directory of the shared connections' sockets: short (a Unix socket path is at most 107
     bytes), private (0700). ``TSM_SSH_CONTROL_DIR`` overrides it."""
-    path = os.environ.get("TSM_SSH_CONTROL_DIR") or os.path.join(tempfile.gettempdir(), f"tsm-ssh-{os.getuid()}")
+    path = os.environ.get("TSM_SSH_CONTROL_DIR") or os.path.join(os.environ.get("TMPDIR") or "/tmp", f"tsm-ssh-{os.getuid()}")
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
 
@@ -101,6 +109,16 @@ def ssh_argv(host: Host, *, timeout: float | None = None, master: bool = True) -
     return argv + list(host.ssh_options) + [host.ssh]
 
 
+def _scratch_file() -> Any:
+    """An unnamed temporary file (without importing tempfile where Linux offers O_TMPFILE)."""
+    try:
+        return os.fdopen(os.open(os.environ.get("TMPDIR") or "/tmp", os.O_TMPFILE | os.O_RDWR, 0o600), "w+b")
+    except (AttributeError, OSError):
+        import tempfile
+
+        return tempfile.TemporaryFile()
+
+
 class SSHTransport:
     """Runs ``ssh ... HOST tsm bridge`` with its stdin and stdout on one end of a socket pair;
     :meth:`connect` returns the other end. :meth:`failure` says why ssh ended, if it did."""
@@ -113,7 +131,7 @@ class SSHTransport:
     def connect(self, timeout: float) -> socket.socket:
         self.close()
         mine, theirs = socket.socketpair()
-        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: the shared master keeps it open
+        self._stderr = _scratch_file()  # a file, not a pipe: the shared master keeps it open
         try:
             self.proc = subprocess.Popen(
                 ssh_argv(self.host, timeout=timeout) + ["--", self.host.remote_command("bridge")],
@@ -142,10 +160,14 @@ class SSHTransport:
         return f"ssh exited with {code}" + (f": {lines[-1]}" if lines else "")
 
     def close(self) -> None:
-        """End the channel: ssh sees its stdin close and exits; killed if it lingers."""
+        """End the channel. ssh sees its stdin close and would exit once the remote side has
+        wound down; nobody needs to wait for that: it is ended at once (the shared connection
+        closes the remote session)."""
         if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
             try:
-                self.proc.wait(timeout=2.0)
+                self.proc.wait(timeout=5.0)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
@@ -226,6 +248,8 @@ def fan_out(names: list[str], work: Callable[[Client], Any], *, home: Any = None
             return exc
         except OSError as exc:
             return HostUnreachable(f"host {name}: {exc}", host=name)
+
+    from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=max(1, min(32, len(names)))) as pool:
         return dict(zip(names, pool.map(one, names)))
