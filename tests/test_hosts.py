@@ -223,3 +223,39 @@ def test_the_magic_takes_a_host(tsm, hosts, monkeypatch):
         assert len(run_line("ls -H a,b -a")) == 1
     finally:
         remote_magic.close_all()
+
+
+def test_the_panel_across_hosts_routes_actions_and_shows_a_silent_host(tsm, hosts):
+    from tsm_notebook.notebook.panel import Panel
+
+    remote_port = free_port("127.0.0.1")
+    ok(tsm.run("-H", "a", "start", "--name", "web", "--port", str(remote_port), "--wait-port", "--",
+               PY, "-m", "http.server", str(remote_port), "--bind", "127.0.0.1", "--directory", str(hosts.base)))
+    ok(tsm.run("-H", "b", "start", "--name", "beta", "--", PY, "-c", "import time; time.sleep(600)"))
+    (hosts.base / "hello.txt").write_text("panel\n")
+    panel = Panel(home=tsm.home, hosts="a,b", autostart=False)
+    try:
+        assert {(r["host"], r["name"]) for r in panel.rows} == {("a", f"a:web-{remote_port}"), ("b", "b:beta")}
+        assert '<th class="tsm-host">host</th>' in panel.table.value
+        panel.selected = "b:beta"
+        panel.restart_button.click()
+        wait_for(lambda: not panel.busy and "restarted b:beta" in panel.message.value, 30, 0.05, "the restart on b")
+        assert "restarts           1" in ok(tsm.run("-H", "b", "describe", "beta"))
+        assert "restarts           0" in ok(tsm.run("-H", "a", "describe", f"web-{remote_port}"))
+
+        panel.selected = f"a:web-{remote_port}"
+        panel.forward_button.click()
+        wait_for(lambda: not panel.busy and "forwarding …" not in panel.message.value, 30, 0.05, "the forward")
+        assert "tsm-message-ok" in panel.message.value, panel.message.value
+        row = next(r for r in panel.rows if r["host"] == "a")
+        with urllib.request.urlopen(f"http://127.0.0.1:{row['port']}/hello.txt", timeout=10) as resp:
+            assert resp.read() == b"panel\n"
+        assert f'href="http://localhost:{row["port"]}"' in panel.table.value or "proxy" in panel.table.value
+
+        hosts.servers["b"].stop()
+        panel.refresh()
+        statuses = {r["host"]: r["status"] for r in panel.rows}
+        assert statuses == {"a": "online", "b": "unreachable"}
+        assert "unreachable" in panel.table.value and f"a:web-{remote_port}" in panel.table.value
+    finally:
+        panel.close()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 from ..client import commands
 from ..client.client import Client
-from ..client.remote import LOCAL, RemoteClient, configured_hosts, fan_out, host_names, ssh_argv
+from ..client.remote import LOCAL, RemoteClient, configured_hosts, fan_out, forward_command, host_names
 from ..core import render
 from ..core.errors import TsmError, UsageError
 from ..core.paths import Home
@@ -256,15 +256,10 @@ def forward(ns, home: Home) -> int:
     host = hosts[host_name]
     remote_port = int(port_text)
     local = ns.local_port or f"{remote_port}+"
-    import shlex
-
     from ..core.spec import build_spec
 
-    # through sh, so that $PORT (the free local port the daemon picked) reaches ssh's -L
-    words = [shlex.quote(a) for a in ssh_argv(host, master=False)]
-    words[1:1] = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:${{PORT}}:127.0.0.1:{remote_port}"]
-    command = "exec " + " ".join(words)
-    spec = build_spec(command=command, name=f"{host_name}-fwd", port=local, wait_port=True)
+    name, command = forward_command(host, remote_port)
+    spec = build_spec(command=command, name=name, port=local, wait_port=True)
     with Client(home) as c:
         row = commands.start(c, spec)
     print(f"Forwarding http://127.0.0.1:{row['port']} -> {host_name}:{remote_port} (process {row['name']}; "

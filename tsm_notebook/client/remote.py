@@ -255,6 +255,16 @@ def fan_out(names: list[str], work: Callable[[Client], Any], *, home: Any = None
         return dict(zip(names, pool.map(one, names)))
 
 
+def forward_command(host: Host, remote_port: int) -> tuple[str, str]:
+    """The base name (``HOST-fwd``) and shell command of a managed process forwarding local port
+    ``$PORT`` to ``remote_port`` on ``host``'s loopback (``ssh -N -L``, its own connection, so it
+    lasts as long as the process, whatever the shared connection does)."""
+    words = [shlex.quote(a) for a in ssh_argv(host, master=False)]
+    # through sh, so that $PORT (the free local port the daemon picked) reaches ssh's -L
+    words[1:1] = ["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"127.0.0.1:${{PORT}}:127.0.0.1:{int(remote_port)}"]
+    return f"{host.name}-fwd", "exec " + " ".join(words)
+
+
 def master_pid(host: Host) -> int | None:
     """The pid of the shared connection to ``host``, or None when none is up."""
     r = subprocess.run(ssh_argv(host)[:1] + ["-O", "check"] + ssh_argv(host)[1:], stdin=subprocess.DEVNULL,
@@ -280,5 +290,5 @@ def close_master(host: Host, *, timeout: float = 10.0) -> int | None:
     return pid
 
 
-__all__ = ["Host", "RemoteClient", "SSHTransport", "client_for", "close_master", "configured_hosts", "fan_out",
+__all__ = ["Host", "RemoteClient", "SSHTransport", "client_for", "close_master", "configured_hosts", "fan_out", "forward_command",
            "host_names", "master_pid", "ssh_argv"]
