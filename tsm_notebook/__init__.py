@@ -31,6 +31,7 @@ del TYPE_CHECKING
 from .core.errors import (
     DaemonError,
     DaemonNotRunning,
+    HostUnreachable,
     PortInUse,
     ProcessExists,
     ProcessNotFound,
@@ -64,6 +65,7 @@ _LAZY = {
     "uptime_report": "notebook.frames",
     "logs": "notebook.logs_api",
     "Panel": "notebook.panel",
+    "hosts": "notebook.host_frames",
 }
 
 __all__ = [
@@ -90,6 +92,8 @@ __all__ = [
     "uptime_report",
     # the live panel
     "Panel",
+    # other machines ([hosts.NAME] in config.toml)
+    "hosts",
     # IPython
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -103,6 +107,7 @@ __all__ = [
     "DaemonError",
     "DaemonNotRunning",
     "VersionMismatch",
+    "HostUnreachable",
     "ProtocolError",
 ]
 

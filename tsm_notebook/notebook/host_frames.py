@@ -20,7 +20,18 @@ from ..core.errors import TsmError
 from ..core.paths import Home
 from . import frames
 
-__all__ = ["host_list", "processes", "events", "metrics", "uptime_report"]
+__all__ = ["hosts", "host_list", "processes", "events", "metrics", "uptime_report"]
+
+
+def hosts(*, home: Any = None) -> pd.DataFrame:
+    """The hosts of ``config.toml`` (``[hosts.NAME]``), one row each, indexed by name: ``ssh``,
+    ``home`` (the remote TSM_HOME, None for its default), ``tsm``, ``ssh_options``, ``timeout``
+    (seconds). Empty (with those columns) when none is configured. Reads the file only: no host is
+    contacted (``tsm hosts check`` does that)."""
+    h = home if isinstance(home, Home) else Home.resolve(home)
+    rows = [{"name": n, "ssh": x.ssh, "home": x.home, "tsm": x.tsm, "ssh_options": list(x.ssh_options),
+             "timeout": x.timeout} for n, x in sorted(configured_hosts(h).items())]
+    return pd.DataFrame(rows, columns=["name", "ssh", "home", "tsm", "ssh_options", "timeout"]).set_index("name")
 
 
 def host_list(host: str | None = None, hosts: Any = None, home: Any = None) -> list[str] | None:
