@@ -121,6 +121,10 @@ def test_start_ls_logs_restart_stop_describe_on_a_remote_host(tsm, hosts):
 
     assert "Restarted: tick" in ok(tsm.run("-H", "a", "restart", "tick"))
     assert "restarts           1" in ok(tsm.run("-H", "a", "describe", "tick"))
+    updated = ok(tsm.run("-H", "a", "update"))
+    old_pid, new_pid = updated.split("pid ", 1)[1].split(" (", 1)[0].split(" -> ")
+    assert old_pid != new_pid and "kept 1 processes" in updated
+    wait_for(lambda: " online " in tsm.run("-H", "a", "ls").stdout, 15, 0.2, "tick online under the new daemon")
     assert "Stopped: tick" in ok(tsm.run("-H", "a", "stop", "tick"))
     assert "stopped" in ok(tsm.run("-H", "a", "ls", "-a"))
     events = ok(tsm.run("-H", "a", "events", "tick"))

@@ -213,8 +213,20 @@ class RemoteClient(Client):
         self.transport.close()
 
     def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
-        """Stop every process on the host and its daemon (the remote side waits for nothing)."""
+        """Stop every process on the host and its daemon; return the daemon's pid once it is gone.
+
+        The channel ends when the daemon exits (the bridge there sees its socket close), so
+        waiting for the end of the channel waits for the daemon, with no request that could
+        start another one."""
         pid = self.call("kill", keep=keep)["pid"]
+        sock = self._sock
+        if sock is not None:
+            sock.settimeout(timeout)
+            try:
+                while sock.recv(1 << 16):
+                    pass
+            except OSError:
+                pass
         self.close()
         return pid
 
