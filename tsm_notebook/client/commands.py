@@ -56,6 +56,9 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     p = ArgumentParser(prog=prog, add_help=False, description="A PM2-style process manager for Jupyter.")
     p.add_argument("-h", "--help", action=_HelpAction, help="show this help")
     p.add_argument("--home", help="TSM home directory (default $TSM_HOME or ~/.tsm)")
+    # taken out of argv by split_host (anywhere before --, or @NAME first); here for the help text
+    p.add_argument("-H", "--host", metavar="NAME", help="run on host NAME of config.toml ([hosts.NAME]); "
+                   "ls and ping take all or a comma list; also @NAME as the first word")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=ArgumentParser)
 
     def add(name: str, help: str, **kw: Any) -> ArgumentParser:
