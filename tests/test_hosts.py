@@ -251,15 +251,45 @@ def test_the_panel_across_hosts_routes_actions_and_shows_a_silent_host(tsm, host
         panel.forward_button.click()
         wait_for(lambda: not panel.busy and "forwarding …" not in panel.message.value, 30, 0.05, "the forward")
         assert "tsm-message-ok" in panel.message.value, panel.message.value
-        row = next(r for r in panel.rows if r["host"] == "a")
+        def forwarded():
+            panel.refresh()
+            return next((r for r in panel.rows if r["host"] == "a" and r["port"]), None)
+
+        row = wait_for(forwarded, 15, 0.1, "the forwarded port in the panel's row")
         with urllib.request.urlopen(f"http://127.0.0.1:{row['port']}/hello.txt", timeout=10) as resp:
             assert resp.read() == b"panel\n"
         assert f'href="http://localhost:{row["port"]}"' in panel.table.value or "proxy" in panel.table.value
 
         hosts.servers["b"].stop()
-        panel.refresh()
-        statuses = {r["host"]: r["status"] for r in panel.rows}
-        assert statuses == {"a": "online", "b": "unreachable"}
+
+        def statuses():
+            panel.refresh()
+            return {r["host"]: r["status"] for r in panel.rows}
+
+        wait_for(lambda: statuses()["b"] == "unreachable", 20, 0.1, "b shown unreachable")
+        assert statuses() == {"a": "online", "b": "unreachable"}
         assert "unreachable" in panel.table.value and f"a:web-{remote_port}" in panel.table.value
     finally:
         panel.close()
+
+
+def test_a_host_that_hangs_does_not_hold_the_panel(tsm, hosts):
+    from tsm_notebook.notebook.panel import Panel
+
+    ok(tsm.run("-H", "a", "start", "--name", "alpha", "--", PY, "-c", "import time; time.sleep(600)"))
+    silent = socket.socket()  # accepts, never speaks: only c's timeout (30s) would end a wait on it
+    silent.bind(("127.0.0.4", 0))
+    silent.listen(8)
+    c = dict(hosts.entries["a"], ssh="root@127.0.0.4", timeout="30s")
+    c["ssh_options"] = [o if o != str(hosts.servers["a"].port) else str(silent.getsockname()[1]) for o in c["ssh_options"]]
+    hosts.add("c", c)
+    panel = None
+    try:
+        panel = Panel(home=tsm.home, hosts="a,c", autostart=False)  # returns while c has not answered
+        rows = {r["host"]: r for r in panel.rows}
+        assert rows["a"]["status"] == "online" and rows["c"]["status"] == "unreachable"
+        assert "no answer yet" in rows["c"]["command"]
+    finally:
+        if panel is not None:
+            panel.close()
+        silent.close()

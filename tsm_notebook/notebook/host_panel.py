@@ -22,6 +22,8 @@ from ..core.paths import Home
 from .host_frames import host_list
 
 RETRY_AFTER = 10.0  # seconds before a host that did not answer is asked again
+WAIT = 1.5  # seconds a refresh waits for the hosts; a slower one shows its last rows meanwhile
+FIRST_WAIT = 5.0  # the first refresh has no rows to show meanwhile: it waits longer (a cold ssh handshake)
 SEP = ":"
 
 __all__ = ["HostsClient", "forward", "RETRY_AFTER"]
@@ -53,6 +55,9 @@ class HostsClient:
         self._down: dict[str, tuple[float, str]] = {}  # host -> (retry at, why)
         #: (host, remote port) -> local port of a forward opened here
         self.forwards: dict[tuple[str, int], int] = {}
+        self._pool: Any = None
+        self._pending: dict[str, Any] = {}  # host -> the ls still running for it
+        self._last: dict[str, Any] = {}  # host -> its last answer (rows, or the error)
 
     def _client(self, name: str) -> Client:
         with self._lock:
@@ -78,11 +83,7 @@ class HostsClient:
 
     def call(self, cmd: str, **args: Any) -> Any:
         if cmd == "ls":
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=len(self.names)) as pool:
-                results = dict(zip(self.names, pool.map(self._ls, self.names)))
-            return [row for name in self.names for row in self._rows(name, results[name])]
+            return self._ls_all()
         if "target" not in args:
             return self._client(LOCAL).call(cmd, **args)
         host, target = _split(args.pop("target"))
@@ -90,6 +91,29 @@ class HostsClient:
             raise UsageError(f"no host {host!r} in this panel")
         return [self._row(host, r) if isinstance(r, dict) else r
                 for r in self._client(host).call(cmd, target=target, **args)]
+
+    def _ls_all(self) -> list[dict]:
+        """Every host's rows: each host is asked on its own thread, and a refresh waits at most
+        :data:`WAIT` seconds (:data:`FIRST_WAIT` the first time), so a host that hangs (until its timeout) never holds the others.
+        Meanwhile it shows its last rows, or one row saying it has not answered yet."""
+        from concurrent.futures import ThreadPoolExecutor, wait
+
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=len(self.names), thread_name_prefix="tsm-hosts")
+            for name in self.names:
+                if name not in self._pending:
+                    self._pending[name] = self._pool.submit(self._ls, name)
+            pending = dict(self._pending)
+        wait(list(pending.values()), timeout=WAIT if self._last else FIRST_WAIT)
+        out = []
+        for name in self.names:
+            f = pending[name]
+            if f.done():
+                self._pending.pop(name, None)
+                self._last[name] = f.result()
+            out.extend(self._rows(name, self._last.get(name, TsmError("no answer yet"))))
+        return out
 
     def _row(self, host: str, r: dict) -> dict:
         r = dict(r, host=host, tsm_id=f"{host}{SEP}{r['tsm_id']}", name=f"{host}{SEP}{r['name']}")
@@ -112,6 +136,8 @@ class HostsClient:
 
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
             for c in self._clients.values():
                 c.close()
             self._clients.clear()
