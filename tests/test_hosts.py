@@ -293,3 +293,14 @@ def test_a_host_that_hangs_does_not_hold_the_panel(tsm, hosts):
         if panel is not None:
             panel.close()
         silent.close()
+
+
+def test_a_frame_of_unreachable_hosts_is_empty_with_its_columns_and_says_why(tsm, hosts):
+    import tsm_notebook as api
+
+    hosts.servers["b"].stop()
+    with pytest.warns(UserWarning, match="host b: HostUnreachable"):
+        df = api.processes(hosts="b", home=tsm.home)
+    assert len(df) == 0 and list(df.columns[:3]) == ["host", "tsm_id", "name"]
+    assert "HostUnreachable" in df.attrs["unreachable"]["b"]
+    assert tsm.daemon_pid() is None  # asking another host starts no daemon here

@@ -46,7 +46,8 @@ def host_list(host: str | None = None, hosts: Any = None, home: Any = None) -> l
     return host_names(spec, configured_hosts(home))
 
 
-def _gather(names: list[str], home: Any, local: Callable[[], pd.DataFrame], remote: Callable[[Client], pd.DataFrame]) -> pd.DataFrame:
+def _gather(names: list[str], home: Any, local: Callable[[], pd.DataFrame], remote: Callable[[Client], pd.DataFrame],
+            empty: Callable[[], pd.DataFrame]) -> pd.DataFrame:
     def work(c: Client) -> pd.DataFrame:
         return local() if getattr(c, "host", None) is None else remote(c)
 
@@ -61,10 +62,10 @@ def _gather(names: list[str], home: Any, local: Callable[[], pd.DataFrame], remo
         parts.append(r)
     if failed:
         warnings.warn("; ".join(f"host {n}: {m}" for n, m in failed.items()), stacklevel=3)
-    empty = local().iloc[0:0].copy() if not parts else None
-    if empty is not None:
-        empty.insert(0, "host", [])
-        parts = [empty]
+    if not parts:  # no host answered: the columns all the same
+        none = empty()
+        none.insert(0, "host", [])
+        parts = [none]
     frame = pd.concat(parts) if len(parts) > 1 else parts[0]
     frame["host"] = pd.Categorical(frame["host"], categories=names)
     frame.attrs["unreachable"] = failed
@@ -75,7 +76,8 @@ def processes(names: list[str], home: Any = None) -> pd.DataFrame:
     """One row per process of every host in ``names``, with a ``host`` column first."""
     h = frames._home(home)
     frame = _gather(names, h, lambda: frames.processes(h),
-                    lambda c: frames._frame(c.call("ls", all=True), frames.PROCESS_COLUMNS))
+                    lambda c: frames._frame(c.call("ls", all=True), frames.PROCESS_COLUMNS),
+                    lambda: frames._frame([], frames.PROCESS_COLUMNS))
     return frame.reset_index(drop=True)
 
 
@@ -84,7 +86,8 @@ def events(names: list[str], name: Any = None, since: Any = None, home: Any = No
     h = frames._home(home)
     return _gather(names, h, lambda: frames.events(name, since, home=h),
                    lambda c: frames._frame(c.call("events", target=name, since=_wire_since(since)),
-                                           frames.EVENT_FRAME_COLUMNS, index="time"))
+                                           frames.EVENT_FRAME_COLUMNS, index="time"),
+                   lambda: frames._frame([], frames.EVENT_FRAME_COLUMNS, index="time"))
 
 
 def metrics(names: list[str], name: Any = None, since: Any = None, home: Any = None) -> pd.DataFrame:
@@ -92,14 +95,16 @@ def metrics(names: list[str], name: Any = None, since: Any = None, home: Any = N
     h = frames._home(home)
     return _gather(names, h, lambda: frames.metrics(name, since, home=h),
                    lambda c: frames._frame(c.call("metrics", name=name, since=_wire_since(since)),
-                                           frames.METRIC_FRAME_COLUMNS, index="time"))
+                                           frames.METRIC_FRAME_COLUMNS, index="time"),
+                   lambda: frames._frame([], frames.METRIC_FRAME_COLUMNS, index="time"))
 
 
 def uptime_report(names: list[str], since: Any = None, home: Any = None) -> pd.DataFrame:
     """The uptime report of every host in ``names``, with a ``host`` column."""
     h = frames._home(home)
     frame = _gather(names, h, lambda: frames.uptime_report(since, home=h),
-                    lambda c: frames._frame(c.call("report", since=_wire_since(since)), frames.REPORT_FRAME_COLUMNS))
+                    lambda c: frames._frame(c.call("report", since=_wire_since(since)), frames.REPORT_FRAME_COLUMNS),
+                    lambda: frames._frame([], frames.REPORT_FRAME_COLUMNS))
     return frame.reset_index(drop=True)
 
 
