@@ -223,6 +223,11 @@ def test_the_magic_takes_a_host(tsm, hosts, monkeypatch):
         df = run_line("@a ls")
         assert list(df["name"]) == ["job"] and list(df["host"]) == ["a"]
         wait_for(lambda: "out | from a" in repr(run_line("-H a logs job")), 15, 0.1, "the remote line")
+        tail = run_line("-H a logs job -f")
+        try:
+            assert "from a" in tail.text and "logs on a" in tail.title.value
+        finally:
+            tail.close()
         assert run_line("-H a stop job")[0]["status"] == "stopped"
         assert len(run_line("ls -H a,b -a")) == 1
     finally:

@@ -89,15 +89,52 @@ def run(ns: argparse.Namespace) -> Any:
 def _logs(c: RemoteClient, ns: argparse.Namespace) -> Any:
     from .api import LogLines
 
+    stream = "out" if ns.out else "err" if ns.err else "both"
     if ns.follow:
-        raise UsageError(f"%tsm logs -f follows local processes; for host {ns.host} use `tsm -H {ns.host} logs -f` in a terminal")
+        return remote_logtail(c, ns.target, lines=ns.lines or 50, stream=stream)
     if ns.target == "rotate" and ns.rest:
         return c.call("rotate", target=ns.rest)
-    stream = "out" if ns.out else "err" if ns.err else "both"
     groups = c.call("logs", target=ns.target, stream=stream, lines=ns.lines, since=ns.since)
     lines = LogLines([LogLine(d["stream"], d["raw"].encode("latin-1"), d["time"], g["name"]) for g in groups for d in g["lines"]],
                      labelled=len(groups) > 1, raw=ns.raw)
     return lines.to_dicts() if ns.json else lines
 
 
-__all__ = ["close_all", "run", "shared_remote"]
+def remote_logtail(client: RemoteClient, target: Any, *, lines: int = 50, stream: str = "both",
+                   refresh: float | None = 1.0) -> Any:
+    """A :class:`~tsm_notebook.notebook.logtail.LogTail` of a process on another host: the same
+    widget, fed by the host's ``logs`` request (one round trip per refresh on the open channel)
+    instead of reading files. ``%tsm -H NAME logs T -f``."""
+    from .logtail import LogTail
+
+    class RemoteLogTail(LogTail):
+        def __init__(self) -> None:
+            self._remote, self._target, self._shown = client, None, None
+            super().__init__(None, lines=lines, stream=stream, refresh=None)
+            self._remote.call("describe", target=target)  # an unknown target is ProcessNotFound now
+            self._target = target
+            self.refresh()
+            if refresh:
+                self._start_thread(refresh)
+
+        def refresh(self) -> None:
+            from . import html as tsm_html
+
+            if self._target is None:
+                return super().refresh()
+            groups = self._remote.call("logs", target=self._target, stream=self.stream, lines=self.lines)
+            several = len(groups) > 1
+            shown = [(g["name"] if several else None, d["stream"], LogLine(d["stream"], d["raw"].encode("latin-1"), d["time"]).text,
+                      d["time"]) for g in groups for d in g["lines"]]
+            if shown == self._shown:
+                return
+            label = ", ".join(g["name"] for g in groups[:3])
+            self.title.value = f"<b>{label}</b> <span class='tsm-muted'>logs on {client.host.name}</span>"
+            self.output.value = tsm_html.log_lines(shown, empty="no log lines yet", style=self._own_style)
+            self.text = "\n".join(f"{w} | {t}" if w else t for w, _s, t, _ in shown)
+            self._shown = shown
+
+    return RemoteLogTail()
+
+
+__all__ = ["close_all", "remote_logtail", "run", "shared_remote"]
