@@ -9,7 +9,7 @@ home and 2 managed sleepers, then times, as wall time of the whole command:
 * ``ssh HOST true`` (warm)        a session on the shared connection: the remote login shell's cost;
 * ``ssh HOST tsm ls`` (warm)      the remote command line over the shared connection;
 * ``tsm ls -H NAME`` cold         no shared connection yet (a full handshake each call);
-* ``tsm ls -H NAME`` warm         the shared connection (ControlMaster) is up;
+* ``tsm ls -H NAME`` warm         the shared connection (ControlMaster) and its forward to the daemon are up;
 * ``tsm ls -H h1,..,hN`` warm     fan-out to N = 1, 4 and 16 hosts at once.
 
 "local cpu" is the CPU time of the command and its ssh clients on this side: what a fan-out costs

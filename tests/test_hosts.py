@@ -309,3 +309,19 @@ def test_a_frame_of_unreachable_hosts_is_empty_with_its_columns_and_says_why(tsm
     assert len(df) == 0 and list(df.columns[:3]) == ["host", "tsm_id", "name"]
     assert "HostUnreachable" in df.attrs["unreachable"]["b"]
     assert tsm.daemon_pid() is None  # asking another host starts no daemon here
+
+
+def test_warm_requests_take_the_masters_forward_and_fall_back_to_the_bridge(tsm, hosts):
+    from tsm_notebook.client.remote import RemoteClient
+
+    host = configured_hosts(Home(tsm.home))["a"]
+    with RemoteClient(host) as c:
+        c.call("ping")
+        assert not c.transport.direct  # the first contact: tsm bridge (it starts the daemon there)
+    with RemoteClient(host) as c:
+        first = c.call("ping")["pid"]
+        assert c.transport.direct  # then the shared connection's forward to the daemon's socket
+    assert "Daemon stopped" in ok(tsm.run("-H", "a", "kill"))
+    with RemoteClient(host) as c:  # the forward finds no daemon: the bridge starts a new one
+        assert c.call("ping")["pid"] != first and not c.transport.direct
+    assert master_pid(host) is not None

@@ -9,7 +9,9 @@ connection per host (``ControlMaster``), so a warm request costs a round trip, n
 
 The local end of the channel is one end of a socket pair whose other end is ssh's stdin and
 stdout, so :class:`~tsm_notebook.client.client.Client` reads and writes it as it does the
-daemon's Unix socket.
+daemon's Unix socket. After the first contact the shared connection also forwards a private
+local socket to the remote daemon's socket; warm requests connect there (no remote process per
+request) and fall back to the bridge when it finds no daemon (see :class:`SSHTransport`).
 """
 
 from __future__ import annotations
@@ -121,15 +123,55 @@ def _scratch_file() -> Any:
 
 class SSHTransport:
     """Runs ``ssh ... HOST tsm bridge`` with its stdin and stdout on one end of a socket pair;
-    :meth:`connect` returns the other end. :meth:`failure` says why ssh ended, if it did."""
+    :meth:`connect` returns the other end. :meth:`failure` says why ssh ended, if it did.
+
+    The fast path: once the shared connection is up and the remote daemon's socket is known, the
+    master forwards a private local socket to it (:meth:`open_direct`, ``ssh -O forward -L
+    LOCAL.sock:REMOTE/daemon.sock``), and :meth:`connect` uses that: the same protocol through an
+    ssh channel, with no process started on either side (``direct`` says which path was taken).
+    """
 
     def __init__(self, host: Host):
         self.host = host
         self.proc: subprocess.Popen | None = None
         self._stderr: Any = None
+        self.direct = False
+        self.skip_direct = False
+
+    def direct_path(self) -> str:
+        """The local end of the master's forward to this host's daemon socket (one per host entry)."""
+        import zlib
+
+        return os.path.join(control_dir(), f"{self.host.name}-{zlib.crc32(repr(self.host._key()).encode()):08x}.sock")
+
+    def open_direct(self, remote_socket: str) -> bool:
+        """Ask the shared connection to forward :meth:`direct_path` to ``remote_socket``; False if it
+        could not (no master, forwarding refused by the server): the bridge path stays."""
+        argv = ssh_argv(self.host)
+        cmd = argv[:1] + ["-O", "forward", "-o", "StreamLocalBindUnlink=yes", "-L", f"{self.direct_path()}:{remote_socket}"]
+        try:
+            r = subprocess.run(cmd + argv[1:], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return r.returncode == 0
 
     def connect(self, timeout: float) -> socket.socket:
         self.close()
+        self.direct = False
+        path = self.direct_path()
+        if not self.skip_direct and os.path.exists(path):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(path)
+                self.direct = True
+                return s
+            except OSError:  # the master is gone: its forward with it
+                s.close()
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
         mine, theirs = socket.socketpair()
         self._stderr = _scratch_file()  # a file, not a pipe: the shared master keeps it open
         try:
@@ -184,29 +226,46 @@ class RemoteClient(Client):
     within ``timeout``; :class:`VersionMismatch` naming both versions and the fix.
     """
 
-    def __init__(self, host: Host, *, timeout: float | None = None):
+    def __init__(self, host: Host, *, timeout: float | None = None, direct: bool = True):
         self.host = host
         super().__init__(Home.resolve(), timeout=timeout or host.timeout, transport=SSHTransport(host))
+        self._direct_tried = not direct
 
     def call(self, cmd: str, **args: Any) -> Any:
         try:
-            return super().call(cmd, **args)
-        except VersionMismatch as exc:
-            theirs = exc.fields.get("daemon")
+            result = super().call(cmd, **args)
+        except DaemonError as exc:
+            if not self.transport.direct or isinstance(exc, VersionMismatch):
+                return self._failed(exc)
+            # the forward found no daemon (or the master went): the bridge starts one
             self.close()
+            self.transport.skip_direct = True
+            return self.call(cmd, **args)
+        if not self._direct_tried and not self.transport.direct:
+            self._direct_tried = True
+            try:  # one round trip now spares the next requests (of any process) a remote start
+                home = super().call("ping")["home"]
+                self.transport.open_direct(os.path.join(home, "daemon.sock"))
+            except (TsmError, OSError, KeyError, TypeError):
+                pass
+        return result
+
+    def _failed(self, exc: DaemonError) -> Any:
+        """Raise ``exc`` naming the host: both versions and the fix, or why ssh failed."""
+        why = None if isinstance(exc, (VersionMismatch, HostUnreachable)) else self.transport.failure()
+        self.close()
+        if isinstance(exc, VersionMismatch):
+            theirs = exc.fields.get("daemon")
             raise VersionMismatch(
                 f"host {self.host.name} runs tsm_notebook {theirs}, this machine runs {__version__}: install "
                 f"tsm_notebook {__version__} on {self.host.name} (or {theirs} here), then run `tsm -H {self.host.name} update`",
                 daemon=theirs, client=__version__, host=self.host.name,
             ) from None
-        except HostUnreachable:
-            raise
-        except DaemonError as exc:
-            why = self.transport.failure()
-            self.close()
-            if why and "bridge" in why and "invalid choice" in why:
-                why = f"its tsm has no `bridge` command (older than {__version__}): install tsm_notebook {__version__} there"
-            raise HostUnreachable(f"host {self.host.name} ({self.host.ssh}): {why or exc.message}", host=self.host.name) from None
+        if isinstance(exc, HostUnreachable):
+            raise exc
+        if why and "bridge" in why and "invalid choice" in why:
+            why = f"its tsm has no `bridge` command (older than {__version__}): install tsm_notebook {__version__} there"
+        raise HostUnreachable(f"host {self.host.name} ({self.host.ssh}): {why or exc.message}", host=self.host.name) from None
 
     def close(self) -> None:
         super().close()
