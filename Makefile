@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; CI and these machines run as root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test bench venv chromium redis clean
+.PHONY: lab test bench venv chromium redis openssh-server clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,12 +41,23 @@ redis:
 	  fi; \
 	fi
 
+# OpenSSH's server for the tests of other hosts (tsm -H), which run private sshd's on loopback.
+openssh-server:
+	@if [ ! -x /usr/sbin/sshd ] || ! command -v ssh >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing openssh-server from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+	  else \
+	    echo "sshd is missing and cannot be installed here (not root): the tests of other hosts are skipped"; \
+	  fi; \
+	fi
+
 # The venv's bin leads PATH for the server, so its terminals and kernels (and what they start:
 # `tsm`, `uvicorn`, what `%pip install` adds) find what the venv installed.
 lab: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) chromium redis
+test: $(STAMP) chromium redis openssh-server
 	$(VENV)/bin/lint-imports --no-cache  # the layers' contracts (pyproject.toml)
 	$(PY) -m pytest -p no:cacheprovider
 

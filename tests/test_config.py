@@ -64,7 +64,7 @@ url_template = "https://lab.example/proxy/{port}/"
         "hook_crash": "echo crash", "hook_errored": "echo errored", "hook_restart": "echo restart",
         "hook_memory_limit": "echo memory", "hook_online": "echo online", "hook_stop": "echo stop",
         "hook_timeout": 5.0,
-        "url_template": "https://lab.example/proxy/{port}/",
+        "url_template": "https://lab.example/proxy/{port}/", "hosts": {},
     }
     assert sum(len(keys) for keys in KEYS.values()) == len(cfg.to_dict())
 
@@ -162,6 +162,8 @@ def test_daemon_log_rotates_and_the_daemon_output_follows(tmp_path):
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in tmp_path.iterdir())
     text = path.read_text()
     assert "line 199" in text and "raw stdout after rotation" in text and "raw stderr after rotation" in text
+
+
 @pytest.mark.parametrize("text, needle", [
     ("[hooks]\ncrash = 5", "hooks.crash"),
     ("[hooks]\ntimeout = \"0s\"", "hooks.timeout"),
@@ -169,3 +171,38 @@ def test_daemon_log_rotates_and_the_daemon_output_follows(tmp_path):
 ])
 def test_bad_hooks_are_refused(tmp_path, text, needle):
     assert needle in refusal(tmp_path, text)
+
+
+def test_hosts_tables_are_read_and_checked(tmp_path):
+    cfg = load(tmp_path, '[hosts.gpu]\nssh = "me@gpu-box"\nhome = "~/.tsm"\nssh_options = ["-p", "2222"]\ntimeout = "3s"\n'
+                         '[hosts.staging]\nssh = "deploy@staging"\n')
+    assert cfg.hosts == {"gpu": {"ssh": "me@gpu-box", "home": "~/.tsm", "ssh_options": ["-p", "2222"], "timeout": 3.0},
+                         "staging": {"ssh": "deploy@staging"}}
+
+
+@pytest.mark.parametrize("text, says", [
+    ('[hosts.gpu]\nhome = "/x"', "hosts.gpu: ssh is required"),
+    ('[hosts.gpu]\nssh = "a@b"\nport = 22', "unknown key hosts.gpu.port: [hosts.gpu] takes ssh, home, tsm, ssh_options, timeout"),
+    ('[hosts.gpu]\nssh = "-oProxyCommand=x"', "hosts.gpu.ssh: invalid ssh target"),
+    ('[hosts.gpu]\nssh = "a b"', "hosts.gpu.ssh: invalid ssh target"),
+    ('[hosts.gpu]\nssh = "a@b"\nssh_options = "-p 22"', "hosts.gpu.ssh_options: invalid value '-p 22': use a list of strings"),
+    ('[hosts.gpu]\nssh = "a@b"\nssh_options = [22]', "hosts.gpu.ssh_options: invalid value 22"),
+    ('[hosts.gpu]\nssh = "a@b"\ntimeout = "0s"', "hosts.gpu.timeout: '0s' must be more than 0"),
+    ('[hosts.all]\nssh = "a@b"', "invalid host name 'all': it is reserved"),
+    ('[hosts]\ngpu = "a@b"', "hosts.gpu must be a table"),
+])
+def test_bad_hosts_are_refused_with_the_key(tmp_path, text, says):
+    with pytest.raises(UsageError) as e:
+        load(tmp_path, text)
+    assert says in e.value.message
+
+
+def test_the_host_selector_is_found_anywhere_before_the_command():
+    from tsm_notebook.client.commands import parse, split_host
+
+    assert split_host(["@gpu", "ls"]) == (["ls"], "gpu")
+    assert split_host(["ls", "-H", "all"]) == (["ls"], "all")
+    assert split_host(["--host=a,b", "ls", "-a"]) == (["ls", "-a"], "a,b")
+    assert split_host(["start", "--", "prog", "-H", "x"]) == (["start", "--", "prog", "-H", "x"], None)
+    assert parse(["-H", "gpu", "logs", "web", "-f"]).host == "gpu"
+    assert parse(["ls"]).host is None

@@ -49,7 +49,8 @@ def run_notebook(path: Path, env: dict[str, str], workdir: Path, kernel_name: st
 
 def test_there_are_notebooks():
     assert [p.name for p in NOTEBOOKS] == ["01-quickstart.ipynb", "02-monitoring.ipynb", "03-recipes.ipynb",
-                                           "04-stacks.ipynb", "05-triggers.ipynb", "06-doctor.ipynb"]
+                                           "04-stacks.ipynb", "05-triggers.ipynb", "06-doctor.ipynb",
+                                           "07-hosts.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

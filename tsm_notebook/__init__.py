@@ -31,6 +31,7 @@ del TYPE_CHECKING
 from .core.errors import (
     DaemonError,
     DaemonNotRunning,
+    HostUnreachable,
     PortInUse,
     ProcessExists,
     ProcessNotFound,
@@ -70,6 +71,7 @@ _LAZY = {
     "Stack": "notebook.stacks",
     "on": "notebook.events_api",
     "reset": "notebook.api",
+    "hosts": "notebook.host_frames",
 }
 
 __all__ = [
@@ -102,6 +104,8 @@ __all__ = [
     "uptime_report",
     # the live panel
     "Panel",
+    # other machines ([hosts.NAME] in config.toml)
+    "hosts",
     # IPython
     "load_ipython_extension",
     "unload_ipython_extension",
@@ -116,6 +120,7 @@ __all__ = [
     "DaemonError",
     "DaemonNotRunning",
     "VersionMismatch",
+    "HostUnreachable",
     "ProtocolError",
 ]
 

@@ -18,6 +18,7 @@ from ..client import commands
 from ..core import render
 from ..client.client import Client, flush_history
 from ..core.errors import TsmError, UsageError
+from ..core.paths import Home
 
 
 def _print_json(data: Any) -> None:
@@ -349,11 +350,39 @@ def _check_cwd() -> None:
         raise UsageError("the current directory was deleted: cd to an existing directory and run the command again") from None
 
 
+def _remote(ns) -> int:
+    """Run one subcommand on host ``ns.host``: reads that the local handlers do from files go
+    through the daemon's requests there instead."""
+    from . import remote
+    from ..client.remote import client_for
+
+    with client_for(ns.host, home=ns.home) as c:
+        if ns.cmd == "start":
+            return remote.remote_start(c, ns)
+        if ns.cmd == "logs":
+            return remote.remote_logs(c, ns, _print_line)
+        if ns.cmd in ("events", "report"):
+            return remote.remote_history(c, ns)
+        return HANDLERS[ns.cmd](c, ns)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``tsm`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         ns = commands.parse(argv)
+        if ns.cmd == "bridge":
+            from .bridge import bridge
+
+            return bridge(Home.resolve(ns.home))
+        if ns.host is not None or ns.cmd in ("hosts", "forward"):
+            from . import remote  # other machines: only these pay for its import
+
+            code = remote.run(ns)
+            if code == -1:
+                return _remote(ns)
+            if code is not None:
+                return code
         handler = HANDLERS.get(ns.cmd)
         if handler is None:
             raise UsageError(f"tsm {ns.cmd}: not available in this version")

@@ -41,8 +41,12 @@ class Client:
     ``kill_timeout`` or the launch window, so the default is generous.
     """
 
-    def __init__(self, home: str | os.PathLike[str] | Home | None = None, *, autostart: bool = True, timeout: float = 120.0):
+    def __init__(self, home: str | os.PathLike[str] | Home | None = None, *, autostart: bool = True, timeout: float = 120.0,
+                 transport: Any = None):
         self.home = home if isinstance(home, Home) else Home.resolve(home)
+        #: another way to the daemon (:class:`~tsm_notebook.client.remote.SSHTransport`): its
+        #: ``connect(timeout)`` returns a connected socket; None is this home's Unix socket
+        self.transport = transport
         self.autostart = autostart
         self.timeout = timeout
         self._sock: socket.socket | None = None
@@ -83,6 +87,9 @@ class Client:
     def connect(self) -> None:
         """Connect, starting the daemon first when allowed and needed."""
         if self._sock is not None:
+            return
+        if self.transport is not None:
+            self._sock = self.transport.connect(self.timeout)
             return
         if len(os.fsencode(self.home.socket)) > MAX_SOCKET_PATH:
             raise UsageError(

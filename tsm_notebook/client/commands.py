@@ -20,7 +20,7 @@ from ..core.errors import UsageError
 SUBCOMMANDS = (
     "start", "stop", "restart", "delete", "ls", "describe", "logs", "flush", "ping", "kill", "update",
     "save", "resurrect", "patrol", "events", "report", "monit", "up", "down", "convert",
-    "reset", "startup", "unstartup", "doctor",
+    "reset", "startup", "unstartup", "doctor", "hosts", "forward", "bridge",
 )
 #: subcommands whose first argument is a process target (for completion)
 TARGETED = ("stop", "restart", "delete", "describe", "logs", "flush", "events", "reset")
@@ -78,6 +78,9 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
     p = ArgumentParser(prog=prog, add_help=False, description="A PM2-style process manager for Jupyter.")
     p.add_argument("-h", "--help", action=_HelpAction, help="show this help")
     p.add_argument("--home", help="TSM home directory (default $TSM_HOME or ~/.tsm)")
+    # taken out of argv by split_host (anywhere before --, or @NAME first); here for the help text
+    p.add_argument("-H", "--host", metavar="NAME", help="run on host NAME of config.toml ([hosts.NAME]); "
+                   "ls and ping take all or a comma list; also @NAME as the first word")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=ArgumentParser)
 
     def add(name: str, help: str, **kw: Any) -> ArgumentParser:
@@ -190,6 +193,22 @@ def build_parser(prog: str = "tsm", only: str | None = None, *, cell: bool = Fal
                        ("unstartup", "remove the boot unit `tsm startup` wrote")):
         su = add(name, help)
         su.add_argument("--print", action="store_true", help="show the unit (or its path) without writing anything")
+    h = add("hosts", "other machines reached over ssh: add, ls, rm, check")
+    h.add_argument("action", choices=("add", "ls", "rm", "check"), metavar="add|ls|rm|check")
+    h.add_argument("name", nargs="?", metavar="NAME")
+    h.add_argument("ssh", nargs="?", metavar="USER@HOST", help="for add: what ssh connects to")
+    h.add_argument("--remote-home", dest="remote_home", help="for add: the TSM_HOME on that host")
+    h.add_argument("--tsm", help="for add: the tsm command on that host (default tsm)")
+    h.add_argument("--ssh-option", dest="ssh_options", action="append", default=[], metavar="ARG",
+                   help="for add: an extra ssh argument (repeatable; -o X=Y is two)")
+    h.add_argument("--timeout", help="for add: connect-and-answer timeout (default 10s)")
+    h.add_argument("--json", action="store_true", help="print JSON")
+
+    fw = add("forward", "open an ssh port forward to a remote port: HOST:PORT (a managed process)")
+    fw.add_argument("target", metavar="HOST:PORT")
+    fw.add_argument("--local-port", help="the local port (default: the same, or the next free one)")
+
+    add("bridge", "join stdin/stdout to this home's daemon (what ssh runs for `tsm -H`)")
     return p
 
 
@@ -221,6 +240,7 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
 
     With ``cell`` only ``start`` is accepted, with no command (``ns.command`` is left empty for
     the caller to fill) and ``--lang``."""
+    argv, host = split_host(argv)
     first = next((a for a in argv if not a.startswith("-")), None)
     known = first in SUBCOMMANDS or first == "list"
     # build only the asked-for subcommand unless --home VALUE could be mistaken for it
@@ -238,6 +258,7 @@ def parse(argv: list[str], prog: str = "tsm", *, cell: bool = False) -> argparse
             raise UsageError(f"{prog}: only `start` takes a cell (use {prog[1:]} for the other commands)")
         ns.command, ns.argv_mode = [], True
         return ns
+    ns.host = host
     if ns.cmd is None:
         raise UsageError(f"{prog}: a command is needed: {', '.join(SUBCOMMANDS)}")
     if ns.cmd == "list":
@@ -272,15 +293,38 @@ def _wait_port_value(argv: list[str]) -> list[str]:
     return out
 
 
-def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None,
-                   kernel: bool = False):
-    """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes; the program is
-    looked up on the PATH the child will have (see :func:`child_environment`)."""
-    from ..core.spec import build_spec  # only `start` pays for it: listing stays fast
+def split_host(argv: list[str]) -> tuple[list[str], str | None]:
+    """``argv`` without its host selector, and the selector: ``-H NAME``, ``--host NAME``,
+    ``--host=NAME`` anywhere before ``--``, or ``@NAME`` as the first word (``tsm @gpu ls``).
+    ``NAME`` may be ``all``, ``local`` or a comma list. None when there is none."""
+    out: list[str] = []
+    host = None
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--":
+            out.extend(argv[i:])
+            break
+        if i == 0 and a.startswith("@") and len(a) > 1:
+            host = a[1:]
+        elif a in ("-H", "--host"):
+            if i + 1 >= len(argv):
+                raise UsageError(f"tsm: {a} needs a host name (or all, or a comma list)")
+            host = argv[i + 1]
+            i += 1
+        elif a.startswith("--host="):
+            host = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    return out, host
 
-    env = child_environment(env, kernel=kernel)
+
+def spec_kwargs(ns: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`~tsm_notebook.core.spec.build_spec` a parsed ``start``
+    gives, as the user typed them (strings): what a remote host builds its spec from."""
     cmd_kw: dict[str, Any] = {"argv": list(ns.command)} if ns.argv_mode else {"command": ns.command[0]}
-    return build_spec(
+    return dict(
         **cmd_kw,
         name=ns.name,
         port=ns.port,
@@ -312,9 +356,17 @@ def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[
         on_memory_limit=ns.on_memory_limit,
         on_online=ns.on_online,
         on_stop=ns.on_stop,
-        base_cwd=cwd,
-        path_env=env.get("PATH"),
     )
+
+
+def spec_from_args(ns: argparse.Namespace, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                   kernel: bool = False):
+    """The :class:`~tsm_notebook.spec.LaunchSpec` a parsed ``start`` describes; the program is
+    looked up on the PATH the child will have (see :func:`child_environment`)."""
+    from ..core.spec import build_spec  # only `start` pays for it: listing stays fast
+
+    env = child_environment(env, kernel=kernel)
+    return build_spec(**spec_kwargs(ns), base_cwd=cwd, path_env=env.get("PATH"))
 
 
 def is_stack_file(arg: str) -> bool:
@@ -452,6 +504,6 @@ def update(client: Client) -> dict[str, Any]:
     return {"old_pid": old, "new_pid": info["pid"], "version": info["version"], "processes": info["running"]}
 
 
-__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "start",
-           "start_existing", "update", "child_environment", "convert", "is_stack_file", "load_stack", "stack_items",
-           "start_as_up"]
+__all__ = ["ArgumentParser", "Help", "SUBCOMMANDS", "TARGETED", "build_parser", "parse", "spec_from_args", "spec_kwargs",
+           "split_host", "start", "start_existing", "update", "child_environment", "convert", "is_stack_file",
+           "load_stack", "stack_items", "start_as_up"]

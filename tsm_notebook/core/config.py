@@ -22,6 +22,13 @@
     [notebook]
     url_template = "https://my.host/proxy/{port}/"  # links to ports (default: found, see notebook.proxy)
 
+    [hosts.gpu]             # another machine, reached with the system ssh client (tsm -H gpu ...)
+    ssh = "me@gpu-box"      # what `ssh` is given: user@host or a Host of ~/.ssh/config
+    home = "~/.tsm"         # the remote TSM_HOME (default: the remote's own default)
+    tsm = "tsm"             # the remote tsm command (default: tsm on the remote PATH)
+    ssh_options = ["-p", "2222"]  # extra arguments for ssh, before the host
+    timeout = "10s"         # how long a request to this host may take to connect and answer
+
 Values go through the same checks as the command-line options (:mod:`tsm_notebook.core.units`):
 sizes take B/K/M/G, durations ms/s/m/h/d/w; a TOML number is bytes or seconds, and a string of
 digits alone is refused for a duration (``"3"``: write ``"3s"`` or ``3``). ``compress`` must be a
@@ -42,7 +49,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Config", "KEYS"]
+__all__ = ["Config", "KEYS", "HOST_KEYS", "check_host_name"]
 
 
 def _duration(value: object, key: str) -> float:
@@ -69,6 +76,72 @@ def _bool(value: object, key: str) -> bool:
     if isinstance(value, str):
         return parse_bool(value, key)
     raise UsageError(f"{key}: invalid value {value!r}: use true or false")
+
+
+def _text(value: object, key: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"{key}: invalid value {value!r}: use a non-empty string")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise UsageError(f"{key}: control characters are not allowed")
+    return value
+
+
+def _ssh_target(value: object, key: str) -> str:
+    target = _text(value, key)
+    if target.startswith("-") or any(c.isspace() for c in target):
+        raise UsageError(f"{key}: invalid ssh target {value!r}: write user@host or a Host of your ssh config")
+    return target
+
+
+def _ssh_options(value: object, key: str) -> list:
+    if not isinstance(value, list):
+        raise UsageError(f"{key}: invalid value {value!r}: use a list of strings, e.g. [\"-p\", \"2222\"]")
+    return [_text(v, key) for v in value]
+
+
+_HOST_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.")
+
+
+def check_host_name(name: object) -> str:
+    """``name`` if it can name a host (``tsm -H NAME``, ``tsm @NAME``); raise :class:`UsageError` if not.
+
+    Letters, digits and ``_ - .``, not starting with ``-``; ``all``, ``local`` and names with a
+    comma are reserved for ``-H all``, the local home and lists of hosts."""
+    if not isinstance(name, str) or not name or len(name) > 64 or not set(name) <= _HOST_NAME_OK or name[0] in "-.":
+        raise UsageError(f"invalid host name {name!r}: use letters, digits and _ - . (not starting with - or .)")
+    if name in ("all", "local"):
+        raise UsageError(f"invalid host name {name!r}: it is reserved (-H all, -H local)")
+    return name
+
+
+#: the keys of one ``[hosts.NAME]`` table -> parser(value, "hosts.NAME.key")
+HOST_KEYS = {
+    "ssh": _ssh_target,
+    "home": _text,
+    "tsm": _text,
+    "ssh_options": _ssh_options,
+    "timeout": lambda value, key: _positive_duration(value, key),
+}
+
+
+def _hosts(table: object, key: str) -> dict:
+    """``[hosts.NAME]`` tables -> {NAME: {ssh, home, tsm, ssh_options, timeout}} (checked, ``ssh`` required)."""
+    out: dict = {}
+    assert isinstance(table, dict)
+    for name, host in table.items():
+        check_host_name(name)
+        where = f"{key}.{name}"
+        if not isinstance(host, dict):
+            raise UsageError(f"{where} must be a table: write [{where}] and its keys below it")
+        entry = {}
+        for k, v in host.items():
+            if k not in HOST_KEYS:
+                raise UsageError(f"unknown key {where}.{k}: [{where}] takes {', '.join(HOST_KEYS)}")
+            entry[k] = HOST_KEYS[k](v, f"{where}.{k}")
+        if "ssh" not in entry:
+            raise UsageError(f"{where}: ssh is required (ssh = \"user@host\")")
+        out[name] = entry
+    return out
 
 
 def _count(value: object, key: str) -> int:
@@ -115,6 +188,8 @@ KEYS = {
     "notebook": {
         "url_template": ("url_template", _url_template),
     },
+    # [hosts.NAME] tables: the whole section goes through one parser (its keys are host names)
+    "hosts": {"*": ("hosts", _hosts)},
 }
 
 
@@ -125,7 +200,7 @@ class Config:
         "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
         "sample_interval", "history_retention", "launch_window",
         "hook_crash", "hook_errored", "hook_restart", "hook_memory_limit", "hook_online", "hook_stop",
-        "hook_timeout", "url_template",
+        "hook_timeout", "url_template", "hosts",
     )  # fmt: skip
 
     def __init__(
@@ -147,9 +222,11 @@ class Config:
         hook_stop: str = "",
         hook_timeout: float = 30.0,
         url_template: str | None = None,
+        hosts: dict | None = None,
     ) -> None:
         values = dict(locals())
         del values["self"]
+        values["hosts"] = dict(hosts or {})
         for key, value in values.items():
             object.__setattr__(self, key, value)
 
@@ -193,6 +270,10 @@ class Config:
                 raise UsageError(f"unknown section [{section}]: the sections are {known}")
             if not isinstance(table, dict):
                 raise UsageError(f"{section} must be a table: write [{section}] and its keys below it")
+            if "*" in keys:  # a section of named tables ([hosts.NAME])
+                attr, parser = keys["*"]
+                values[attr] = parser(table, section)
+                continue
             for key, value in table.items():
                 if key not in keys:
                     raise UsageError(f"unknown key {section}.{key}: [{section}] takes {', '.join(keys)}")

@@ -12,6 +12,7 @@
      └── DaemonError           the daemon could not be reached or failed
           ├── DaemonNotRunning    no daemon answers for this home
           ├── VersionMismatch     the daemon runs another version (fields: daemon, client)
+          ├── HostUnreachable     a remote host did not answer over ssh (fields: host)
           └── ProtocolError       a malformed request or reply
 
 The daemon replies to a failed request with ``{"code": <class name>, "message": ..., "fields":
@@ -81,6 +82,10 @@ class VersionMismatch(DaemonError):
     """The running daemon's version differs from the client's; ``tsm update`` fixes it."""
 
 
+class HostUnreachable(DaemonError):
+    """A remote host (``[hosts.NAME]``) could not be reached over ssh, or did not answer in time."""
+
+
 class ProtocolError(DaemonError):
     """A request or reply that is not valid protocol."""
 
@@ -98,6 +103,7 @@ _CLASSES = {
         DaemonError,
         DaemonNotRunning,
         VersionMismatch,
+        HostUnreachable,
         ProtocolError,
     )
 }

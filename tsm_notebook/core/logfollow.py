@@ -176,6 +176,14 @@ class _Follower:
         out = list(self._ready)
         self._ready.clear()
         return out
+    def ready(self, limit: int | None = None) -> list[LogLine]:
+        """The lines available now (the tail first), at most ``limit``, without waiting: for a
+        follower polled by requests (``tsm -H HOST logs -f``) rather than iterated."""
+        if not self._ready and not self._closed:
+            groups = [[LogLine.parse(t.stream, raw) for raw in t.poll()] for t in self._trackers]
+            self._ready.extend(_merge(groups))
+        n = len(self._ready) if limit is None else min(limit, len(self._ready))
+        return [self._ready.popleft() for _ in range(n)]
 
     def close(self) -> None:
         """Stop following and close the files (idempotent)."""

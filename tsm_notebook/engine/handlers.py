@@ -339,3 +339,160 @@ async def cmd_doctor(d: Daemon, args: dict) -> dict:
         None, lambda: doctor.diagnose(d.home, runs=runs, daemon_pid=os.getpid(), fix=fix))
     report["problems"] = list(sup.problems)
     return report
+
+
+# ---------------------------------------------------------------------- reads for remote front ends
+# Everything a front end shows is also a request, so a client on another machine (through `tsm
+# bridge`) needs no access to this home's files. Log lines travel as {stream, time, raw}: ``raw`` is
+# the stored bytes one code point per byte (latin-1), so any bytes arrive exactly.
+
+FOLLOW_IDLE = 60.0  # seconds: a follower nobody polled for this long is closed
+FOLLOW_BATCH = 5000  # lines per follow_poll reply at most
+_followers: dict[str, list] = {}  # token -> [follower, last poll (monotonic)]
+
+
+def _wire_lines(lines: list) -> list:
+    return [{"stream": ln.stream, "time": ln.time, "raw": ln.raw.decode("latin-1")} for ln in lines]
+
+
+def _log_args(args: dict) -> tuple:
+    from ..core.report import since_epoch
+
+    stream = _arg(args, "stream", str, "both")
+    lines = args.get("lines", 50)
+    if lines is not None and (not isinstance(lines, int) or isinstance(lines, bool) or lines < 0):
+        raise ProtocolError("argument 'lines' must be a whole number >= 0 or null")
+    return stream, lines, since_epoch(args.get("since"))
+
+
+@command("logs")
+async def cmd_logs(d: Daemon, args: dict) -> list:
+    """args: {target, stream: out|err|both, lines (per stream, null: all), since} ->
+    [{name, lines: [{stream, time, raw}]}], one per process, as ``tsm logs`` shows them."""
+    from ..core.logread import tail
+
+    stream, lines, since = _log_args(args)
+    ms = d.sup.resolve(args.get("target"))
+    loop = asyncio.get_running_loop()
+    out = []
+    for m in ms:
+        got = await loop.run_in_executor(None, lambda m=m: tail(m.dir, stream=stream, lines=lines, since=since))
+        out.append({"name": m.name, "lines": _wire_lines(got)})
+    return out
+
+
+def _expire_followers() -> None:
+    now = time.monotonic()
+    for token, (f, last) in list(_followers.items()):
+        if now - last > FOLLOW_IDLE:
+            f.close()
+            del _followers[token]
+
+
+@command("follow_open")
+async def cmd_follow_open(d: Daemon, args: dict) -> dict:
+    """args: {target (one process), stream, lines, since} -> {token, name, lines}: the tail, then
+    ``follow_poll`` with the token gives what follows, with no line missed or repeated between."""
+    from ..core.logfollow import follow
+
+    stream, lines, since = _log_args(args)
+    ms = d.sup.resolve(args.get("target"))
+    if len(ms) != 1:
+        raise UsageError("logs --follow follows one process at a time")
+    _expire_followers()
+    f = follow(ms[0].dir, stream=stream, lines=lines, since=since)
+    token = os.urandom(8).hex()
+    _followers[token] = [f, time.monotonic()]
+    return {"token": token, "name": ms[0].name, "lines": _wire_lines(f.ready(FOLLOW_BATCH))}
+
+
+@command("follow_poll")
+async def cmd_follow_poll(d: Daemon, args: dict) -> dict:
+    """args: {token, wait: seconds (at most 5)} -> {lines}: new lines, waiting up to ``wait`` for one.
+    An unknown or expired token is a UsageError (open again)."""
+    token = _arg(args, "token", str)
+    wait = args.get("wait", 1.0)
+    if not isinstance(wait, (int, float)) or isinstance(wait, bool):
+        raise ProtocolError("argument 'wait' must be a number")
+    entry = _followers.get(token or "")
+    if entry is None:
+        raise UsageError("this log follower has expired: follow again")
+    deadline = time.monotonic() + min(max(float(wait), 0.0), 5.0)
+    while True:
+        entry[1] = time.monotonic()
+        got = entry[0].ready(FOLLOW_BATCH)
+        if got or time.monotonic() >= deadline:
+            return {"lines": _wire_lines(got)}
+        await asyncio.sleep(0.1)
+
+
+@command("follow_close")
+async def cmd_follow_close(d: Daemon, args: dict) -> bool:
+    """args: {token} -> true if a follower was closed."""
+    entry = _followers.pop(_arg(args, "token", str) or "", None)
+    if entry is not None:
+        entry[0].close()
+    return entry is not None
+
+
+async def _history(d: Daemon, read: Callable[[], Any]) -> Any:
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, d.store.flush, 5.0)  # what was queued a moment ago is included
+    return await loop.run_in_executor(None, read)
+
+
+@command("events")
+async def cmd_events(d: Daemon, args: dict) -> list:
+    """args: {target (null: all), since, limit} -> event rows oldest first (``tsm events``)."""
+    from ..core import report
+
+    target, since, limit = args.get("target"), args.get("since"), args.get("limit")
+    report.since_epoch(since)  # a bad since is a UsageError now, not in a thread
+    return await _history(d, lambda: report.events(d.home, target, since, limit=limit))
+
+
+@command("metrics")
+async def cmd_metrics(d: Daemon, args: dict) -> list:
+    """args: {name (null: all), since} -> metric samples oldest first."""
+    from ..core.history import read_metrics
+    from ..core.report import since_epoch
+
+    name, since = _arg(args, "name", str), since_epoch(args.get("since"))
+    return await _history(d, lambda: read_metrics(d.home.db_file, name=name, since=since))
+
+
+@command("report")
+async def cmd_report(d: Daemon, args: dict) -> list:
+    """args: {since} -> uptime report rows (``tsm report``)."""
+    from ..core import report
+
+    since = args.get("since")
+    report.since_epoch(since)
+    return await _history(d, lambda: report.uptime_report(d.home, since))
+
+
+#: build_spec's keywords a remote start may give (the paths are resolved here, not by the caller)
+
+
+@command("start_build")
+async def cmd_start_build(d: Daemon, args: dict) -> dict:
+    """args: {build: build_spec keywords as typed (``tsm -H HOST start``)} -> listing row.
+
+    The spec is built on this machine: ``cwd`` and ``env_file`` relative to this user's home
+    directory, the program found on the daemon's PATH, and the child inherits the daemon's
+    environment (the one its ssh session gave it), not the caller's. Raises as ``start``."""
+    from ..core.spec import build_spec
+
+    import inspect
+
+    keys = set(inspect.signature(build_spec).parameters) - {"base_cwd", "path_env"}
+    build = _arg(args, "build", dict)
+    if build is None or not set(build) <= keys:
+        raise ProtocolError(f"start_build needs 'build' with keys among {', '.join(sorted(keys))}")
+    env = {k: v for k, v in os.environ.items() if k not in ("TSM_NAME", "TSM_ID", "TSM_RUN", "TSM_DAEMON_VERSION")}
+    try:
+        spec = build_spec(**build, base_cwd=os.path.expanduser("~"), path_env=env.get("PATH"))
+    except TypeError as exc:
+        raise ProtocolError(f"malformed build: {exc}") from None
+    # then exactly as a local `tsm start`: checked, and a re-run returns or replaces its process
+    return await cmd_start(d, {"spec": spec.to_dict(), "env": env, "smart": args.get("smart", True)})

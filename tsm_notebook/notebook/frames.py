@@ -168,7 +168,8 @@ PROCESS_COLUMNS: dict[str, Callable[[list], Any]] = {
 }
 
 
-def processes(home: str | os.PathLike[str] | Home | None = None, *, client: Client | None = None) -> pd.DataFrame:
+def processes(home: str | os.PathLike[str] | Home | None = None, *, client: Client | None = None,
+              host: str | None = None, hosts: Any = None) -> pd.DataFrame:
     """One row per process, stopped ones included, sorted by ``tsm_id`` (one ``ls`` request).
 
     Columns (:data:`PROCESS_COLUMNS`): ``tsm_id`` int64, ``name``, ``status`` categorical over
@@ -180,7 +181,13 @@ def processes(home: str | os.PathLike[str] | Home | None = None, *, client: Clie
 
     Uses ``client`` if given (and leaves it open), else connects to the daemon of ``home``,
     starting it if none runs. Raises what :meth:`Client.call` raises (:class:`DaemonError`, ...).
+    ``host=``/``hosts=`` (a name of ``[hosts.NAME]``, ``"all"``, a list) ask those hosts
+    instead and add a categorical ``host`` column (:mod:`~tsm_notebook.notebook.host_frames`).
     """
+    if host is not None or hosts is not None:  # other machines: a host column (notebook/host_frames.py)
+        from . import host_frames
+
+        return host_frames.processes(host_frames.host_list(host, hosts, home), home)
     if client is not None:
         rows = client.call("ls", all=True)
     else:
@@ -206,7 +213,8 @@ EVENT_FRAME_COLUMNS: dict[str, Callable[[list], Any]] = {
 }
 
 
-def events(name: str | int | None = None, since: Any = None, *, home: str | os.PathLike[str] | Home | None = None) -> pd.DataFrame:
+def events(name: str | int | None = None, since: Any = None, *, home: str | os.PathLike[str] | Home | None = None,
+           host: str | None = None, hosts: Any = None) -> pd.DataFrame:
     """Lifecycle events oldest first, indexed by a UTC ``DatetimeIndex`` named ``"time"``.
 
     ``name`` is a process name, a tsm_id, or ``None``/``"all"`` for every event (the daemon's
@@ -218,6 +226,10 @@ def events(name: str | int | None = None, since: Any = None, *, home: str | os.P
     Reads the database read-only (a running daemon is first asked to write out what it queued;
     none is started). Raises :class:`TsmError` when the database is unreadable.
     """
+    if host is not None or hosts is not None:  # other machines: a host column (notebook/host_frames.py)
+        from . import host_frames
+
+        return host_frames.events(host_frames.host_list(host, hosts, home), name, since, home)
     h = _home(home)
     flush_history(h)
     return _frame(_report.events(h, name, since), EVENT_FRAME_COLUMNS, index="time")
@@ -237,7 +249,8 @@ METRIC_FRAME_COLUMNS: dict[str, Callable[[list], Any]] = {
 }
 
 
-def metrics(name: str | None = None, since: Any = None, *, home: str | os.PathLike[str] | Home | None = None) -> pd.DataFrame:
+def metrics(name: str | None = None, since: Any = None, *, home: str | os.PathLike[str] | Home | None = None,
+            host: str | None = None, hosts: Any = None) -> pd.DataFrame:
     """Metric samples, one row per process tree per tick, indexed by UTC ``time`` (oldest first).
 
     Columns: ``name``, ``tsm_id``/``pid`` Int64, ``cpu`` float64 (percent of one core over the
@@ -246,6 +259,10 @@ def metrics(name: str | None = None, since: Any = None, *, home: str | os.PathLi
     (descendants) Int64, ``ports`` (list of listening TCP ports). ``name`` ``None`` gives every
     process. Reads the database read-only. Raises :class:`TsmError` when it is unreadable.
     """
+    if host is not None or hosts is not None:  # other machines: a host column (notebook/host_frames.py)
+        from . import host_frames
+
+        return host_frames.metrics(host_frames.host_list(host, hosts, home), name, since, home)
     h = _home(home)
     flush_history(h)
     rows = read_metrics(h.db_file, name=name, since=_report.since_epoch(since))
@@ -274,7 +291,8 @@ REPORT_FRAME_COLUMNS: dict[str, Callable[[list], Any]] = {
 }
 
 
-def uptime_report(since: Any = None, *, home: str | os.PathLike[str] | Home | None = None) -> pd.DataFrame:
+def uptime_report(since: Any = None, *, home: str | os.PathLike[str] | Home | None = None,
+                  host: str | None = None, hosts: Any = None) -> pd.DataFrame:
     """Per process (by ``tsm_id``): availability and resource use since ``since`` (default: all kept history).
 
     Columns: ``availability`` float64 percent (time online / time observed since the process's
@@ -286,6 +304,10 @@ def uptime_report(since: Any = None, *, home: str | os.PathLike[str] | Home | No
     (:func:`tsm_notebook.report.uptime_report`). Raises :class:`TsmError` when the database is
     unreadable.
     """
+    if host is not None or hosts is not None:  # other machines: a host column (notebook/host_frames.py)
+        from . import host_frames
+
+        return host_frames.uptime_report(host_frames.host_list(host, hosts, home), since, home)
     h = _home(home)
     flush_history(h)
     return _frame(_report.uptime_report(h, since), REPORT_FRAME_COLUMNS)

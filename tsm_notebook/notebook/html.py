@@ -112,7 +112,7 @@ TABLE_HEADERS = (("id", "num"), ("name", ""), ("status", ""), ("pid", "num"), ("
                  ("cpu", "num"), ("memory", "num"), ("uptime", "num"), ("restarts", "num"), ("command", ""))
 
 
-def _row(r: dict[str, Any], selected: str | None) -> str:
+def _row(r: dict[str, Any], selected: str | None, host: bool = False) -> str:
     name = html.escape(str(r.get("name")))
     command = r.get("command") or " ".join(r.get("argv") or [])
     cells = (
@@ -127,6 +127,8 @@ def _row(r: dict[str, Any], selected: str | None) -> str:
         f'<td class="num">{r.get("restarts", 0)}</td>',
         f'<td class="cmd" title="{html.escape(command)}">{html.escape(command)}</td>',
     )
+    if host:
+        cells = (f'<td class="tsm-host">{html.escape(str(r.get("host") or ""))}</td>', *cells)
     cls = ' class="tsm-selected"' if selected is not None and r.get("name") == selected else ""
     return f'<tr data-name="{name}"{cls}>{"".join(cells)}</tr>'
 
@@ -138,7 +140,11 @@ def status_table(rows: Sequence[dict[str, Any]], selected: str | None = None, *,
     live panel sends :data:`STYLE` once instead).
     """
     head = "".join(f'<th class="{cls}">{h}</th>' for h, cls in TABLE_HEADERS)
-    if any(r.get("stack") for r in rows):
+    hosts = any("host" in r for r in rows)  # rows of several hosts (Panel(hosts=...)): a host column first
+    if hosts:
+        head = '<th class="tsm-host">host</th>' + head
+        body = "".join(_row(r, selected, host=hosts) for r in rows)
+    elif any(r.get("stack") for r in rows):
         body = _grouped_body(rows, selected)
     elif rows:
         body = "".join(_row(r, selected) for r in rows)

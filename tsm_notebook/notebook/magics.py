@@ -236,7 +236,12 @@ def run_line(line: str, *, expand: Callable[[str], str] = str) -> Any:
     ``expand`` (the magic passes IPython's ``$var``/``{var}`` expansion) is applied to option
     values and targets after parsing, never to the command: ``$PORT`` reaches the process."""
     argv = _split(line, "%tsm")
-    ns = _expanded(_notebook_only(argv) or commands.parse(argv, prog="%tsm"), expand)
+    ns = _notebook_only(argv) or commands.parse(argv, prog="%tsm")
+    if getattr(ns, "host", None) not in (None, "local"):
+        from . import remote_magic  # other machines (-H NAME, @NAME)
+
+        return remote_magic.run(ns)
+    ns = _expanded(ns, expand)
     return ROUTES[ns.cmd](ns)
 
 

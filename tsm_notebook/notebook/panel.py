@@ -107,13 +107,20 @@ class Panel(Live, widgets.VBox):
     """
 
     def __init__(self, home: str | os.PathLike[str] | Home | None = None, *, refresh: float | None = 1.0,
-                 autostart: bool = True, tick: str | None = None):
+                 autostart: bool = True, tick: str | None = None, hosts: Any = None):
         self.tick = tick_mode(tick)
         self.home = home if isinstance(home, Home) else Home.resolve(home)
         self.interval = refresh
         # Two connections: a slow action (a stop waits up to kill_timeout) must not stall refreshes.
-        self._client = Client(self.home, timeout=10.0)
-        self._action_client = Client(self.home, timeout=120.0)
+        if hosts is None:
+            self._client = Client(self.home, timeout=10.0)
+            self._action_client = Client(self.home, timeout=120.0)
+        else:  # several hosts (notebook/host_panel.py): rows and actions carry their host
+            from .host_panel import HostsClient
+
+            self._client = HostsClient(hosts, self.home, timeout=10.0)
+            self._action_client = HostsClient(hosts, self.home, timeout=120.0)
+            self._action_client.forwards = self._client.forwards
         self._lock = threading.RLock()  # guards the widgets' state; never held across a request
         self._client_lock = threading.Lock()  # one request at a time on the refresh connection
         self._action_lock = threading.Lock()
@@ -165,8 +172,14 @@ class Panel(Live, widgets.VBox):
                        (self.form_port, "tsm-form-port")):
             w.add_class(css)
 
+        extra = []
+        if hosts is not None:
+            self.forward_button = _button("forward", "link", "forward this remote port here (ssh -L)", "tsm-forward")
+            self.forward_button.on_click(lambda _: self._forward())
+            extra = [self.forward_button]
         actions = widgets.HBox(
-            [self.selector, self.restart_button, self.stop_button, self.start_button, self.delete_button, self.confirm_box],
+            [self.selector, self.restart_button, self.stop_button, self.start_button, self.delete_button, *extra,
+             self.confirm_box],
             layout=widgets.Layout(align_items="center", flex_flow="row wrap"))
         # a stack's actions, shown once a stack is listed
         self.stack_selector = widgets.Dropdown(options=[], description="stack", style={"description_width": "52px"},
@@ -375,6 +388,15 @@ class Panel(Live, widgets.VBox):
             return f"{done} {name}" + (f" (pid {pid})" if pid else "")
 
         self._submit(f"{ing} {name} …", work)
+
+    def _forward(self) -> None:
+        from .host_panel import forward
+
+        row = self._selected_row()
+        if row is None:
+            self._say("select a process first", "error")
+            return
+        self._submit(f"forwarding {row['name']} …", lambda: forward(self._client, row))
 
     def _on_delete(self, _: Any) -> None:
         row = self._selected_row()
