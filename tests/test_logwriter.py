@@ -12,7 +12,9 @@ import gzip
 import os
 import random
 import re
+import threading
 import time
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -360,17 +362,52 @@ def test_failed_rotation_keeps_writing_then_rotates_when_fixed(tmp_path: Path) -
     check_files(read_back(proc), data, sized=False)
 
 
-def test_rotation_does_not_compress_on_the_callers_thread(tmp_path: Path) -> None:
-    blob = random.Random(1).randbytes(8_000_000).hex().encode()
-    big = b"\n".join(blob[i : i + 80] for i in range(0, len(blob), 80)) + b"\n"  # ~0.5 s of gzip
-    w = LogWriter(tmp_path, "out", max_size=64 << 20, **FOREVER)
-    assert w.write(big)
-    assert w.rotate()
-    name = rotated_files(tmp_path)[0]
-    assert name.endswith(".log"), "compression has not finished when rotate() returns"
-    w.close()
-    assert rotated_files(tmp_path) == [name + ".gz"]
-    assert gzip.decompress((tmp_path / (name + ".gz")).read_bytes()) == big
+class HeldCompressor(Executor):
+    """The writer's ``compressor`` seam: real threads named ``held-gzip``, each job held until
+    :attr:`gate` is set; records how many jobs came and the thread each one ran on."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.submitted = 0
+        self.ran_on: list[str] = []
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="held-gzip")
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self.submitted += 1
+
+        def held():
+            if not self.gate.wait(30):
+                raise TimeoutError("the test never released the compressor")
+            self.ran_on.append(threading.current_thread().name)
+            return fn(*args, **kwargs)
+
+        return self._pool.submit(held)
+
+    def shutdown(self, wait: bool = True, **kwargs) -> None:  # type: ignore[override]
+        self.gate.set()
+        self._pool.shutdown(wait)
+
+
+def test_rotated_files_are_compressed_off_the_writers_thread(tmp_path: Path) -> None:
+    pool = HeldCompressor()
+    data = b"".join(b"%05d %s\n" % (i, b"x" * 58) for i in range(1000))  # 64 KB: 64 rotations at 1 KiB
+    w = LogWriter(tmp_path, "out", max_size=1024, compressor=pool, **FOREVER)
+    try:
+        for i in range(0, len(data), 640):
+            assert w.write(data[i : i + 640])  # returns although every compression is held
+        w.tick()  # busy since the last tick: compression stays deferred
+        w.tick()  # quiet: the rest is handed to the compressor
+        assert pool.submitted == len(rotated_files(tmp_path)) >= 60  # 16 at a time during the flood, then the rest
+        assert all(n.endswith(".log") for n in rotated_files(tmp_path)), "nothing compressed while it is held"
+        assert pool.ran_on == []
+    finally:
+        pool.gate.set()
+        w.close()
+        pool.shutdown()
+    assert set(pool.ran_on) <= {f"held-gzip_{i}" for i in range(2)} and len(pool.ran_on) == pool.submitted
+    assert threading.current_thread().name not in pool.ran_on
+    assert all(n.endswith(".log.gz") for n in rotated_files(tmp_path))
+    check_files(read_back(tmp_path), data, max_size=1024)
 
 
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
