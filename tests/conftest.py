@@ -165,6 +165,13 @@ def tsm():
         assert not threads, f"threads left alive by the test: {threads}"
 
 
+@pytest.fixture(autouse=True)
+def _private_ipython_dir(tmp_path_factory, monkeypatch) -> None:
+    """Every test's kernels and shells keep their IPython history in a directory of the test's
+    own (inherited by every kernel and command it starts), never in the user's."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+
+
 @pytest.fixture
 def user_home(tmp_path_factory, monkeypatch) -> Path:
     """A HOME and an IPython directory of the test's own: nothing reaches the user's real ones."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -31,14 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 # name -> (module, the functions mutated (None: all of the module), the tests that must kill them)
 TARGETS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
     "units": ("tsm_notebook/core/units.py", None, ("tests/test_units.py",)),
-    "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
-             ("tests/test_spec.py",)),
-    "policy": ("tsm_notebook/engine/supervisor.py", ("_after_crash", "_auto_restart", "stop"),
-               ("tests/test_policy.py",)),
     "proctree": ("tsm_notebook/engine/proctree.py", ("signum", "decode", "killpg", "kill", "group_alive"),
-                 ("tests/test_policy.py",)),
+                 ("tests/test_proctree.py",)),
+    "policy": ("tsm_notebook/engine/supervisor.py", ("_after_crash", "_auto_restart", "stop"),
+               ("tests/test_policy.py", "-k", "not interpreter and not descendants")),
     "rotation": ("tsm_notebook/engine/logwriter.py", ("_drain", "_rotation_due", "_rotate", "rotate", "_rotated"),
                  ("tests/test_logwriter.py",)),
+    "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
+             ("tests/test_spec.py",)),
 }
 
 
@@ -73,7 +74,8 @@ def annotations(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 def test_command(python: str, src: Path, tests: tuple[str, ...]) -> list[str]:
     return ["/usr/bin/env", f"PYTHONPATH={src}", "PYTHONDONTWRITEBYTECODE=1", python, "-m", "pytest",
-            "-p", "no:cacheprovider", "-x", "-q", "--no-header", "-o", "addopts=", *(str(src / t) for t in tests)]
+            "-p", "no:cacheprovider", "-x", "-q", "--no-header", "-o", "addopts=",
+            *(str(src / t) if t.startswith("tests/") else t for t in tests)]
 
 
 def kill_leftovers(src: Path) -> list[int]:
@@ -118,7 +120,7 @@ def run_target(name: str, python: str, src: Path, work: Path, deadline: float) -
         module-path = "{src / module}"
         timeout = {max(30.0, 4 * took):.0f}
         excluded-modules = []
-        test-command = "{' '.join(command)}"
+        test-command = "{shlex.join(command)}"
 
         [cosmic-ray.distributor]
         name = "local"
