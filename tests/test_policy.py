@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
+import time
 
 import pytest
 
@@ -62,6 +63,9 @@ def test_exp_backoff_delays_grow_between_restarts(tsm):
     pairs = wait_for(lambda: (lambda p: p if len(p) >= 4 else None)(restart_intervals(events(tsm, "exp"))),
                      timeout=30, message="four restarts")[:4]
     tsm.run("stop", "exp", check=True)
+    row = tsm.row("exp")
+    # every crash came before min_uptime (1 s): each counts as unstable, once
+    assert row["unstable_restarts"] in (row["restarts"], row["restarts"] + 1), row
     planned = [p for p, _ in pairs]
     measured = [m for _, m in pairs]
     # the policy: 300 ms, then 1.5 times the previous delay
@@ -77,7 +81,9 @@ def test_restart_delay_is_waited_before_each_restart(tsm):
     tsm.run("start", "--name", "delay", "--restart-delay", "1500", "--", PY, "-c", slow, check=True)
     pairs = wait_for(lambda: (lambda p: p if len(p) >= 2 else None)(restart_intervals(events(tsm, "delay"))),
                      timeout=20, message="two restarts")
-    tsm.run("stop", "delay", check=True)
+    tsm.wait_status("delay", "waiting")
+    tsm.run("stop", "delay", check=True)  # a stop while it waits to restart cancels the restart
+    assert tsm.row("delay")["status"] == "stopped"
     for planned, measured in pairs:
         assert planned == 1.5 and measured >= planned, pairs  # the event times are the daemon's own clock
 
@@ -89,6 +95,66 @@ def test_without_backoff_or_delay_restarts_come_at_once(tsm):
                      timeout=20, message="two restarts")
     tsm.run("stop", "now", check=True)
     assert [p for p, _ in pairs] == [0.0] * len(pairs)
+
+
+def test_unstable_restarts_in_a_row_end_in_errored(tsm):
+    slow = "import time, sys; time.sleep(0.5); sys.exit(3)"
+    tsm.run("start", "--name", "flaky", "--max-restarts", "1", "--min-uptime", "5s", "--", PY, "-c", slow,
+            check=True)
+    row = tsm.wait_status("flaky", "errored", timeout=20)
+    assert (row["restarts"], row["unstable_restarts"], row["exit_code"]) == (1, 2, 3)
+    assert [e["event"] for e in events(tsm, "flaky") if e["event"] in ("crash", "restart", "errored")] == [
+        "crash", "restart", "errored"]
+
+
+def test_a_child_that_ignores_the_stop_signal_is_killed_after_kill_timeout(tsm, tmp_path):
+    code = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            f"open({str(tmp_path / 'ready')!r}, 'w').close(); time.sleep(600)")
+    tsm.run("start", "--name", "stubborn", "--kill-timeout", "500ms", "--", PY, "-c", code, check=True)
+    wait_for(lambda: (tmp_path / "ready").exists(), message="SIGTERM ignored")
+    asked = time.time()
+    tsm.run("stop", "stubborn", check=True)
+    row = tsm.row("stubborn")
+    assert row["status"] == "stopped" and row["exit_signal"] == signal.SIGKILL
+    stop_events = [e for e in events(tsm, "stubborn") if e["event"] in ("kill", "stop")]
+    assert [e["event"] for e in stop_events] == ["kill", "stop"]
+    assert "kill_timeout 0.5s" in stop_events[0]["reason"]
+    assert stop_events[0]["time"] - asked >= 0.5  # SIGKILL only once kill_timeout had passed
+
+
+# A child that starts a session of its own but stays the managed process's child (not re-parented)
+SESSION_CHILD = textwrap.dedent(
+    """
+    import os, sys, time
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        with open(sys.argv[1] + ".tmp", "w") as f:
+            f.write(str(os.getpid()))
+        os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+        while True:
+            time.sleep(1)
+    while True:
+        time.sleep(1)
+    """
+)
+
+
+def test_stop_reaches_a_child_in_a_session_of_its_own(tsm, tmp_path):
+    pidfile = tmp_path / "child"
+    tsm.run("start", "--name", "sess", "--kill-timeout", "5s", "--", PY, "-c", SESSION_CHILD, str(pidfile),
+            check=True)
+    child = int(wait_for(lambda: pidfile.exists() and pidfile.read_text(), message="the child's pid"))
+    try:
+        assert os.getsid(child) == child != tsm.row("sess")["pid"]
+        tsm.run("stop", "sess", check=True)
+        wait_for(lambda: not pid_alive(child), timeout=5, message="the child in its own session to be stopped")
+        assert "kill" not in [e["event"] for e in events(tsm, "sess")]  # by the stop signal, not the SIGKILL
+    finally:
+        try:
+            os.kill(child, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 @pytest.mark.parametrize("name", ["SIGINT", "SIGUSR1", "SIGTERM"])
