@@ -14,7 +14,7 @@ import random
 import re
 import threading
 import time
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -511,3 +511,51 @@ def test_compression_waits_for_the_stream_to_calm(tmp_path: Path) -> None:
     finally:
         w.close()
     assert all(n.endswith(".gz") for n in rotated_files(tmp_path))
+
+
+def test_a_one_byte_file_rotates(tmp_path: Path) -> None:
+    clock = Clock()
+    w = LogWriter(tmp_path, "out", compress=False, retain=None, max_age=None, rotate_every=10.0, clock=clock)
+    assert w.write(b"\n")
+    assert w.rotate()  # by request
+    assert w.write(b"\n")
+    clock.t += 11
+    w.tick()  # by time
+    w.close()
+    assert read_back(tmp_path) == [b"\n", b"\n", b""]
+
+
+class FailingOnce(HeldCompressor):
+    """Fails the first job with a full disk, as a real compression could; runs the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate.set()
+        self.jobs: list[str] = []
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[override]
+        self.jobs.append(args[0].name)
+        if len(self.jobs) == 1:
+            future: Future = Future()
+            future.set_exception(OSError(28, "No space left on device"))
+            return future
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_failed_compression_is_retried_at_the_next_rotation(tmp_path: Path) -> None:
+    pool = FailingOnce()
+    w = LogWriter(tmp_path, "out", max_size=1 << 20, compressor=pool, **FOREVER)
+    try:
+        assert w.write(b"first\n") and w.rotate()
+        w.tick(); w.tick()  # quiet: handed to the compressor, which fails
+        w.tick()
+        assert w.problem is not None and "No space left" in w.problem
+        assert w.write(b"second\n") and w.rotate()  # the next rotation retries the failed one
+        w.tick(); w.tick()
+    finally:
+        w.close()
+        pool.shutdown()
+    first = pool.jobs[0]
+    assert pool.jobs.count(first) == 2, pool.jobs
+    assert all(n.endswith(".log.gz") for n in rotated_files(tmp_path)) and len(rotated_files(tmp_path)) == 2
+    assert read_back(tmp_path) == [b"first\n", b"second\n", b""]
