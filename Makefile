@@ -66,7 +66,7 @@ coverage: $(STAMP) chromium peers
 	$(COVERAGE_ENV) $(PY) -m coverage combine -q
 	$(COVERAGE_ENV) $(PY) -m coverage report
 	@echo "core and engine:"
-	@$(COVERAGE_ENV) $(PY) -m coverage report --include='tsm_notebook/core/*,tsm_notebook/engine/*' | tail -1
+	@$(COVERAGE_ENV) $(PY) -m coverage report --include='tsm_notebook/core/*,tsm_notebook/engine/*' --format=total
 
 # Mutation testing of the policy, stop, spec, units and rotation code (tools/mutants.py), with the
 # pinned tool in a venv of its own. Not part of `make test` or CI: it takes MUTANTS_MINUTES.

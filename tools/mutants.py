@@ -37,7 +37,7 @@ TARGETS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
     "policy": ("tsm_notebook/engine/supervisor.py", ("_after_crash", "_auto_restart", "stop"),
                ("tests/test_policy.py", "-k", "not interpreter and not descendants")),
     "rotation": ("tsm_notebook/engine/logwriter.py", ("_drain", "_rotation_due", "_rotate", "rotate", "_rotated"),
-                 ("tests/test_logwriter.py",)),
+                 ("tests/test_logwriter.py", "tests/test_logcompress.py")),
     "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
              ("tests/test_spec.py",)),
 }
