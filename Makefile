@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Jupyter refuses to run as root unless told; CI and these machines run as root
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
-.PHONY: lab test bench venv chromium redis openssh-server clean
+.PHONY: lab test bench venv chromium redis openssh-server node peers coverage mutants clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,9 +57,53 @@ openssh-server:
 lab: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/jupyter lab --notebook-dir=notebooks --no-browser --ServerApp.ip=127.0.0.1 $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP) chromium redis openssh-server
+# npm for the pinned PM2 the benchmark test compares against: Debian's package when it is missing.
+node:
+	@if ! command -v npm >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing npm from Debian's packages"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null; \
+	  else \
+	    echo "npm is missing and cannot be installed here (not root): the PM2 benchmark test will fail, saying so"; \
+	  fi; \
+	fi
+
+# The pinned PM2 and supervisor (bench/.cache/); a failure is left for tests/test_bench.py to report.
+peers: $(STAMP) node
+	@$(PY) bench/install_peers.py >/dev/null || echo "the benchmark's peers could not be installed: tests/test_bench.py will say why"
+
+test: $(STAMP) chromium redis openssh-server peers
 	$(VENV)/bin/lint-imports --no-cache  # the layers' contracts (pyproject.toml)
 	$(PY) -m pytest -p no:cacheprovider
+
+# Branch coverage of the package, the daemons and `tsm` commands the tests start included (see
+# [tool.coverage] in pyproject.toml). Not part of `make test` or CI: slower. COVERAGE_TESTS picks
+# test files (default: the whole suite).
+COVERAGE_VERSION := 7.17.3
+COVERAGE_DIR := $(CURDIR)/.coverage-data
+COVERAGE_TESTS ?=
+COVERAGE_ENV := COVERAGE_DATA_DIR=$(COVERAGE_DIR)
+coverage: $(STAMP) chromium peers
+	$(PY) -m pip install -q 'coverage==$(COVERAGE_VERSION)'
+	rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	-$(COVERAGE_ENV) COVERAGE_PROCESS_START=$(CURDIR)/pyproject.toml $(PY) -m coverage run -m pytest -p no:cacheprovider -q $(COVERAGE_TESTS)
+	$(COVERAGE_ENV) $(PY) -m coverage combine -q
+	$(COVERAGE_ENV) $(PY) -m coverage report
+	@echo "core and engine:"
+	@$(COVERAGE_ENV) $(PY) -m coverage report --include='tsm_notebook/core/*,tsm_notebook/engine/*' --format=total
+
+# Mutation testing of the policy, stop, spec, units and rotation code (tools/mutants.py), with the
+# pinned tool in a venv of its own. Not part of `make test` or CI: it takes MUTANTS_MINUTES.
+COSMIC_RAY_VERSION := 8.7.0
+MUTANTS_MINUTES ?= 15
+MUTANTS_ARGS ?=
+.venv-mutants/.installed:
+	$(PYTHON) -m venv .venv-mutants
+	.venv-mutants/bin/python -m pip install -q 'cosmic-ray==$(COSMIC_RAY_VERSION)'
+	touch $@
+
+mutants: $(STAMP) .venv-mutants/.installed
+	.venv-mutants/bin/python tools/mutants.py --python $(PY) --minutes $(MUTANTS_MINUTES) $(MUTANTS_ARGS)
 
 # The full benchmark (about half an hour): pinned PM2 and supervisor go into bench/.cache/ first.
 # BENCH_ARGS=--quick gives the tiny run the test suite also makes.
@@ -69,4 +113,4 @@ bench: $(STAMP)
 	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) .venv-mutants .coverage-data build *.egg-info

@@ -1,5 +1,6 @@
 """Fixtures shared by the suite: a private TSM home per test, a way to run the real `tsm` command
-line, deadline-based waits, and a teardown that proves nothing the test started is still alive."""
+line, a fresh IPython shell per test with a HOME of its own, deadline-based waits, and a teardown
+that proves nothing the test started is still alive: no process, no `tsm-*` thread."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -108,11 +110,35 @@ class Tsm:
         return self.home / "runtime" / "processes" / name
 
 
+# The log writer's compression pool is module-wide by design: its idle threads serve every writer.
+SHARED_THREADS = ("tsm-log-gzip",)
+
+
+def tsm_threads() -> set[threading.Thread]:
+    """The live threads of this process that the package started (named ``tsm-*``), but the shared pool."""
+    return {t for t in threading.enumerate()
+            if t.is_alive() and t.name.startswith("tsm-") and not t.name.startswith(SHARED_THREADS)}
+
+
+def threads_left(before: set[threading.Thread], timeout: float = 10.0) -> list[str]:
+    """Names of ``tsm-*`` threads started since ``before`` still alive after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = sorted(t.name for t in tsm_threads() - before)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
 @pytest.fixture
 def tsm():
-    """A private TSM home (short path: Unix socket paths are limited to 108 bytes)."""
+    """A private TSM home (short path: Unix socket paths are limited to 108 bytes).
+
+    Teardown kills the home's daemon, then proves that no process of the home and no ``tsm-*``
+    thread the test started in this process (a panel's refresh, a log view) is still alive."""
     home = Path(tempfile.mkdtemp(prefix="tsm-test-", dir="/tmp"))
     t = Tsm(home)
+    threads_before = tsm_threads()
     try:
         yield t
     finally:
@@ -135,6 +161,48 @@ def tsm():
                 pass
         shutil.rmtree(home, ignore_errors=True)
         assert not leftover, f"processes left alive by the test: {leftover}"
+        threads = threads_left(threads_before)
+        assert not threads, f"threads left alive by the test: {threads}"
+
+
+@pytest.fixture(autouse=True)
+def _private_ipython_dir(tmp_path_factory, monkeypatch) -> None:
+    """Every test's kernels and shells keep their IPython history in a directory of the test's
+    own (inherited by every kernel and command it starts), never in the user's."""
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path_factory.mktemp("ipython")))
+
+
+@pytest.fixture
+def user_home(tmp_path_factory, monkeypatch) -> Path:
+    """A HOME and an IPython directory of the test's own: nothing reaches the user's real ones."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("IPYTHONDIR", str(home / ".ipython"))
+    return home
+
+
+@pytest.fixture
+def shell(tsm, user_home, monkeypatch):
+    """A fresh IPython ``InteractiveShell`` for this test alone, history in memory, its default
+    TSM home the test's; the extension is not loaded. Cleared at teardown, before ``tsm``'s."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    monkeypatch.setenv("TSM_HOME", str(tsm.home))
+    InteractiveShell.clear_instance()
+    cfg = Config()
+    cfg.HistoryManager.hist_file = ":memory:"
+    sh = InteractiveShell.instance(config=cfg)
+    assert Path(sh.profile_dir.location).is_relative_to(user_home)  # not the user's profile
+    try:
+        yield sh
+    finally:
+        try:
+            sh.history_manager.end_session()
+            if sh.history_manager.save_thread is not None:
+                sh.history_manager.save_thread.stop()
+        finally:
+            InteractiveShell.clear_instance()
 
 
 @pytest.fixture
@@ -146,4 +214,4 @@ def spawned(cmd: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
-__all__ = ["wait_for", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive"]
+__all__ = ["wait_for", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive", "tsm_threads", "threads_left"]

@@ -141,7 +141,8 @@ def test_numbers_are_seconds_and_bytes_strings_take_units(tsm):
 def test_env_mapping_and_cwd_reach_the_child(tsm, tmp_path):
     code = "import os; print(os.environ['GREETING'], os.getcwd(), 'MPLBACKEND' in os.environ, flush=True); import time; time.sleep(600)"
     p = tsm_notebook.start([PY, "-c", code], name="env", env={"GREETING": "hello"}, cwd=tmp_path, home=tsm.home)
-    out = wait_for(lambda: open(p.out_log).read().strip(), message="the child's line")
+    # print() writes its arguments one by one (unbuffered): wait for the whole line
+    out = wait_for(lambda: (lambda t: t.endswith("\n") and t.strip())(open(p.out_log).read()), message="the child's line")
     assert out == f"hello {tmp_path} False"
     lines = p.logs()
     assert isinstance(lines, api.LogLines) and repr(lines) == f"out | hello {tmp_path} False"

@@ -206,3 +206,44 @@ def test_the_host_selector_is_found_anywhere_before_the_command():
     assert split_host(["start", "--", "prog", "-H", "x"]) == (["start", "--", "prog", "-H", "x"], None)
     assert parse(["-H", "gpu", "logs", "web", "-f"]).host == "gpu"
     assert parse(["ls"]).host is None
+
+
+def all_lines(directory) -> str:
+    """Every line of a process's stdout: rotated files (gzipped or not), then current.out."""
+    text = ""
+    for name in rotated(directory):
+        raw = (directory / name).read_bytes()
+        text += (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
+    current = directory / "current.out"
+    return text + (current.read_text() if current.exists() else "")
+
+
+def test_rotate_every_and_max_age_reach_the_writers(tsm):
+    # no size rotation (10M) and no count limit in reach: only time rotates and only age removes
+    (tsm.home / "config.toml").write_text('[logs]\nrotate_every = "1s"\nmax_age = "3s"\nretain = 1000\n'
+                                          'compress = false\n')
+    code = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+    tsm.run("start", "--name", "clock", "--", sys.executable, "-c", code, check=True)
+    d = tsm.proc_dir("clock")
+    first = wait_for(lambda: (lambda r: r[0] if len(r) >= 2 else None)(rotated(d)), timeout=20,
+                     message="two time rotations")
+    wait_for(lambda: first not in rotated(d), timeout=30, message="the oldest rotated file to age out")
+    assert rotated(d), "newer rotated files stay"
+
+
+def test_no_log_compress_keeps_this_processs_rotated_files_plain(tsm):
+    code = "import time\nfor i in range(100): print('x' * 60, i, flush=True)\ntime.sleep(60)"
+    tsm.run("start", "--name", "plain", "--log-max-size", "1K", "--no-log-compress", "--", sys.executable, "-c", code,
+            check=True)
+    plain = tsm.proc_dir("plain")
+    wait_for(lambda: f"{'x' * 60} 99\n" in all_lines(plain), message="plain's last line")
+    # a twin started after it, compressing: once its rotated files are all gzipped, plain's have
+    # had at least as long a quiet stream to be, and must not be
+    tsm.run("start", "--name", "zipped", "--log-max-size", "1K", "--", sys.executable, "-c", code, check=True)
+    zipped = tsm.proc_dir("zipped")
+    wait_for(lambda: f"{'x' * 60} 99\n" in all_lines(zipped), message="zipped's last line")
+    wait_for(lambda: len(rotated(zipped)) >= 3 and all(n.endswith(".log.gz") for n in rotated(zipped)),
+             message="zipped's rotated files compressed")
+    names = rotated(plain)
+    assert len(names) >= 3 and all(n.endswith(".log") for n in names), names
+    assert all_lines(plain) == "".join(f"{'x' * 60} {i}\n" for i in range(100))

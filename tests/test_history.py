@@ -158,11 +158,12 @@ def test_retention_removes_old_rows_while_sampling_goes_on(tsm):
     def pruned():
         rows = read_metrics(home.db_file)
         evs = report.events(home)
-        fresh = rows and rows[0]["time"] > first and time.time() - rows[0]["time"] < 3.0
+        fresh = rows and rows[0]["time"] > first  # the first sample went, later ones stay
         return fresh and "daemon-start" not in names(evs)
 
     wait_for(pruned, timeout=10, message="rows older than the retention to go")
-    assert read_metrics(home.db_file, since=time.time() - 1.0)  # new samples still land
+    now = time.time()
+    wait_for(lambda: read_metrics(home.db_file, since=now), message="new samples to land")  # sampling goes on
 
 
 # ---------------------------------------------------------------------- frames
@@ -249,19 +250,24 @@ def test_locked_database_never_stops_the_daemon(tsm):
     lock = sqlite3.connect(home.db_file, timeout=5, isolation_level=None)
     try:
         lock.execute("BEGIN EXCLUSIVE")
-        t0 = time.monotonic()
+        locked_at = time.time()
         tsm.run("start", SLEEP, "--name", "locked", check=True)
         tsm.wait_status("locked", "online")
-        while time.monotonic() - t0 < 1.5:  # several sampling ticks against the lock
-            began = time.monotonic()
-            assert tsm.call("ls")[0]["name"] == "locked"
-            assert time.monotonic() - began < 1.0
+        # the daemon answers while several 200 ms sampling ticks run against the lock (by its own
+        # uptime figure); how fast it answers is bench/locked_db.py's
+        wait_for(lambda: (lambda r: r["name"] == "locked" and r["uptime"] and r["uptime"] > 1.2)(tsm.call("ls")[0]),
+                 message="five sampling ticks against the lock")
         assert report.events(home, "locked") == []  # readers still read; nothing got past the lock
+        unlocked_at = time.time()
     finally:
         lock.close()  # ends the transaction and its lock
     rows = wait_for(lambda: (lambda rs: rs if "online" in names(rs) else None)(report.events(home, "locked")),
                     message="the queued events to land")
     assert names(rows) == ["start", "online"]
+    # the ticks sampled during the lock were queued, not lost: they land once it is gone
+    assert tsm.call("history_flush") is True
+    during = [r for r in read_metrics(home.db_file, name="locked") if locked_at <= r["time"] <= unlocked_at]
+    assert len(during) >= 3, during
     t = time.time()
     wait_for(lambda: read_metrics(home.db_file, name="locked", since=t), message="samples after the lock")
     assert tsm.daemon_pid() == daemon and pid_alive(daemon)

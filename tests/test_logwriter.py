@@ -371,19 +371,6 @@ def test_failed_rotation_keeps_writing_then_rotates_when_fixed(tmp_path: Path) -
     check_files(read_back(proc), data, sized=False)
 
 
-def test_rotation_does_not_compress_on_the_callers_thread(tmp_path: Path) -> None:
-    blob = random.Random(1).randbytes(8_000_000).hex().encode()
-    big = b"\n".join(blob[i : i + 80] for i in range(0, len(blob), 80)) + b"\n"  # ~0.5 s of gzip
-    w = LogWriter(tmp_path, "out", max_size=64 << 20, **FOREVER)
-    assert w.write(big)
-    assert w.rotate()
-    name = rotated_files(tmp_path)[0]
-    assert name.endswith(".log"), "compression has not finished when rotate() returns"
-    w.close()
-    assert rotated_files(tmp_path) == [name + ".gz"]
-    assert gzip.decompress((tmp_path / (name + ".gz")).read_bytes()) == big
-
-
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
     (tmp_path / "current.out").write_bytes(b"old run, cut off")
     w = LogWriter(tmp_path, "out")
@@ -485,3 +472,15 @@ def test_compression_waits_for_the_stream_to_calm(tmp_path: Path) -> None:
     finally:
         w.close()
     assert all(n.endswith(".gz") for n in rotated_files(tmp_path))
+
+
+def test_a_one_byte_file_rotates(tmp_path: Path) -> None:
+    clock = Clock()
+    w = LogWriter(tmp_path, "out", compress=False, retain=None, max_age=None, rotate_every=10.0, clock=clock)
+    assert w.write(b"\n")
+    assert w.rotate()  # by request
+    assert w.write(b"\n")
+    clock.t += 11
+    w.tick()  # by time
+    w.close()
+    assert read_back(tmp_path) == [b"\n", b"\n", b""]

@@ -16,8 +16,6 @@ import pandas as pd
 import pytest
 from IPython.core.completer import provisionalcompleter
 from IPython.core.error import UsageError as IPythonUsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
 
 from conftest import PY, accepts, pid_alive, wait_for
 import tsm_notebook
@@ -29,12 +27,9 @@ SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 
 
 @pytest.fixture
-def ip(tsm, monkeypatch):
-    """The shell with the extension loaded, its default home the test's private one."""
-    monkeypatch.setenv("TSM_HOME", str(tsm.home))
-    cfg = Config()
-    cfg.HistoryManager.hist_file = ":memory:"
-    shell = InteractiveShell.instance(config=cfg)
+def ip(shell):
+    """A fresh shell (conftest's ``shell``: its own HOME and IPython dir) with the extension loaded,
+    its default home the test's private one."""
     shell.run_line_magic("load_ext", "tsm_notebook")
     yield shell
     shell.run_line_magic("unload_ext", "tsm_notebook")
@@ -294,7 +289,8 @@ def test_every_mistake_is_a_one_line_usage_error(ip, tsm, port, tmp_path):
     assert "invalid choice: 'ruby'" in usage_error(ip, "start --name r --lang ruby", "puts 1")
     assert "unrecognized arguments: extra" in usage_error(ip, "start --name r extra", "print(1)")
     assert "invalid name" in usage_error(ip, "start --name ../up", "print(1)")
-    assert not (tsm.home.parent / "up").exists()
+    # a cell's script goes to <home>/scripts/<name>-<digest>.py: "../up" would land in the home
+    assert not list(tsm.home.glob("up-*")) and not list(tsm.home.rglob("*up-*.py"))
 
 
 def test_a_failing_cell_reports_usage_error_without_traceback(ip, capsys):

@@ -46,33 +46,32 @@ def test_command_line_session_runs(tsm):
             assert f"web-{port}" in r.stdout
 
 
-def test_notebook_lines_run_in_ipython(tsm, monkeypatch):
-    pytest.importorskip("IPython")
-    from IPython.core.interactiveshell import InteractiveShell
-
-    monkeypatch.setenv("TSM_HOME", str(tsm.home))
-    shell = InteractiveShell.instance()
+def test_notebook_lines_run_in_ipython(tsm, shell):
+    block = next(b for b in blocks("python") if b.startswith("%load_ext tsm_notebook"))
+    name = None
+    shown = []  # every result with a close() (the panel): closed at the end, so its thread stops
     try:
-        block = next(b for b in blocks("python") if b.startswith("%load_ext tsm_notebook"))
-        name = None
         for raw in block.splitlines():
             line = strip_comment(raw)
             if not line:
                 continue
             if name:
                 line = line.replace("web-8000", name)
-            shell.run_cell(line, store_history=False).raise_error()
+            result = shell.run_cell(line, store_history=False)
+            result.raise_error()
+            if callable(getattr(result.result, "close", None)):
+                shown.append(result.result)
             if line.startswith("web = %tsm start"):
                 name = shell.user_ns["web"].name
+        assert any(type(x).__name__ == "Panel" for x in shown), "the block shows the panel"
         cell = next(b for b in blocks("python") if b.startswith("%%tsm start"))
         first, body = cell.split("\n", 1)
         shell.run_cell_magic("tsm", first.split(None, 1)[1], body)
         wait_for(lambda: "working" in tsm.run("logs", "worker", "--out", "--lines", "1").stdout, 15)
-        panel = shell.user_ns.get("_")
-        if hasattr(panel, "close"):
-            panel.close()
     finally:
-        InteractiveShell.clear_instance()
+        for x in shown:
+            x.close()
+    # the tsm fixture's teardown proves the panel's refresh thread is gone
 
 
 def test_python_api_block_runs(tsm):

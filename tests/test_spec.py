@@ -512,6 +512,12 @@ def test_build_spec_from_argv(box):
     assert spec.shell is False
 
 
+def test_build_spec_argv_may_end_with_an_empty_argument_but_not_start_with_one(box):
+    assert build_spec(argv=["sleep", ""], **box["kw"]).argv[1:] == [""]
+    with pytest.raises(UsageError, match="^empty command$"):
+        build_spec(argv=["", "sleep"], **box["kw"])
+
+
 def test_build_spec_shell_command(box):
     spec = build_spec("cd sub && PORT=3000 npm start", **box["kw"])
     assert spec.shell is True
@@ -667,6 +673,8 @@ def test_build_spec_name_too_long_with_its_port(box):
         ({"exp_backoff": 0.25}, "exp_backoff", 0.25),
         ({"kill_timeout": "3000"}, "kill_timeout", 3.0),
         ({"kill_timeout": 5}, "kill_timeout", 5.0),
+        ({"kill_timeout": "500ms"}, "kill_timeout", 0.5),
+        ({"kill_timeout": "1s"}, "kill_timeout", 1.0),
         ({"max_memory": "200M"}, "max_memory", 200 * MiB),
         ({"max_memory": 1000}, "max_memory", 1000),
         ({"log_max_size": "10M"}, "log_max_size", 10 * MiB),

@@ -153,13 +153,10 @@ def test_locked_database_queues_writes_without_blocking(db, store):
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
     try:
-        slowest = 0.0
+        # the calls return while the lock is held (how long they take is bench/locked_db.py's)
         for i in range(20):
-            start = time.monotonic()
             store.metrics([metric(10.0 + i)])
             store.event(tsm_id=1, name="web", event=f"e{i}", time=10.0 + i)
-            slowest = max(slowest, time.monotonic() - start)
-        assert slowest < 0.05  # the busy timeout is 0.5 s: a blocking call would show it
         assert not store.flush(0.3)  # nothing can land while the lock is held
         wait_for(lambda: store.problem and "locked" in store.problem, message="the store to report the lock")
         assert [e["event"] for e in read_events(db)] == ["start"]  # readers still read (WAL)

@@ -34,6 +34,11 @@ def one_line_usage_error(excinfo: pytest.ExceptionInfo[UsageError]) -> str:
         ("3KiB", 3 * 1024),
         ("2G", 2 * 1024**3),
         ("2gib", 2 * 1024**3),
+        ("2GB", 2 * 1024**3),
+        ("2g", 2 * 1024**3),
+        ("1", 1),
+        ("1b", 1),
+        (1, 1),
         ("1.5G", int(1.5 * 1024**3)),
         (4096, 4096),
         (1e6, 1_000_000),
@@ -105,6 +110,28 @@ def test_parse_duration_bare_number_refused_where_it_would_be_ambiguous():
     with pytest.raises(UsageError) as excinfo:
         parse_duration("3", "logs.max_age", bare=None)
     assert one_line_usage_error(excinfo) == "logs.max_age: '3' needs a unit: write '3s', '3ms', ..."
+
+
+def test_the_unit_hint_quotes_the_number_not_the_spaces_around_it():
+    with pytest.raises(UsageError) as excinfo:
+        parse_duration(" 3 ", "logs.max_age", bare=None)
+    assert one_line_usage_error(excinfo) == "logs.max_age: ' 3 ' needs a unit: write '3s', '3ms', ..."
+
+
+def test_what_is_named_by_keyword_and_the_options_only_so():
+    with pytest.raises(UsageError, match="^logs.retain: "):
+        parse_count("x", what="logs.retain")
+    with pytest.raises(UsageError, match="^logs.max_age: "):
+        parse_duration("x", what="logs.max_age")
+    with pytest.raises(TypeError):
+        parse_duration("3", "x", None)  # bare= must be named: a positional None would mean "refuse"
+    with pytest.raises(TypeError):
+        parse_count("3", "x", 1)
+
+
+def test_a_minimum_is_named_in_the_message():
+    with pytest.raises(UsageError, match=r"use a whole number >= 2$"):
+        parse_count("1", minimum=2)
 
 
 def test_every_message_names_what_it_checks():

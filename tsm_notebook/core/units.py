@@ -99,8 +99,7 @@ def parse_count(value: str | int, what: str | None = None, *, minimum: int = 0) 
         text = int(text)
     if is_number(text) and isinstance(text, int) and text >= minimum:
         return text
-    floor = "a whole number >= 0" if minimum == 0 else f"a whole number >= {minimum}"
-    raise UsageError(_label(what, f"invalid count '{value}': use {floor}"))
+    raise UsageError(_label(what, f"invalid count '{value}': use a whole number >= {minimum}"))
 
 
 def parse_bool(value: bool | str, what: str | None = None) -> bool:

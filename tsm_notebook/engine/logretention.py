@@ -98,7 +98,8 @@ class RotatedFiles:
     def _submit(self, stamp: int) -> None:
         if stamp not in self._jobs:
             source = self.directory / rotated_name(self.stream, stamp)
-            self._jobs[stamp] = _compressor().submit(self._compress_file, source, self._generation)
+            pool = self._gzip_pool or _compressor()
+            self._jobs[stamp] = pool.submit(self._compress_file, source, self._generation)
 
     def _compress_file(self, source: Path, generation: int) -> None:
         """Gzip ``source`` beside itself, then drop it (runs on a compression thread)."""

@@ -20,7 +20,7 @@ import os
 import stat
 import threading
 import time
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
 from pathlib import Path
 from typing import Callable
@@ -45,7 +45,8 @@ class LogWriter(RotatedFiles):
 
     ``timestamps=True`` starts each line with ``2026-11-28T23:01:02.123Z `` (UTC, milliseconds):
     when the chunk holding the line's first byte was received. ``clock`` (epoch seconds) is the
-    seam tests replace. A new writer starts on a new line: if ``current.<stream>`` ends with an
+    seam tests replace; ``compressor`` is the executor that gzips rotated files (default: the
+    module's two low-priority threads), the seam that shows where compression runs. A new writer starts on a new line: if ``current.<stream>`` ends with an
     unfinished line left by an earlier writer, a newline is added first so two runs never share
     a line. The constructor, :meth:`write`, :meth:`retry`, :meth:`tick`, :meth:`rotate` and
     :meth:`flush_logs` never raise ``OSError``. Use from one thread (the event loop's).
@@ -63,6 +64,7 @@ class LogWriter(RotatedFiles):
         compress: bool = True,
         timestamps: bool = False,
         clock: Callable[[], float] = time.time,
+        compressor: Executor | None = None,
     ) -> None:
         if stream not in ("out", "err"):
             raise ValueError(f"stream must be 'out' or 'err', not {stream!r}")
@@ -78,6 +80,7 @@ class LogWriter(RotatedFiles):
         self._compress = compress
         self._timestamps = timestamps
         self._clock = clock
+        self._gzip_pool = compressor
 
         self._fd: int | None = None
         self._ident: tuple[int, int] | None = None  # (st_dev, st_ino) of the open file

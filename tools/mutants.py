@@ -1,0 +1,217 @@
+"""Mutation testing of the engine's policy, stop, spec, units and log-rotation code (`make mutants`).
+
+Runs under the venv ``.venv-mutants`` that holds the pinned mutation tool (``make mutants`` makes
+it); the tests run in the project's ``.venv`` (``--python``). For each target below, in order, it
+mutates only the named functions of one module, runs the target's tests against each mutant, and
+reports the mutants the tests let through. Everything happens in a scratch copy of the tracked
+files (the tool rewrites files in place), which is removed at the end; the daemons and children a
+mutant's test run leaves behind are found by that copy's path in their environment and killed by
+pid. ``--minutes`` caps the whole run; what it did not reach is counted as not run.
+
+Run: ``make mutants`` or ``.venv-mutants/bin/python tools/mutants.py --python .venv/bin/python
+[--minutes 15] [--only units,policy]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name -> (module, the functions mutated (None: all of the module), the tests that must kill them)
+TARGETS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
+    "units": ("tsm_notebook/core/units.py", None, ("tests/test_units.py",)),
+    "proctree": ("tsm_notebook/engine/proctree.py", ("signum", "decode", "killpg", "kill", "group_alive"),
+                 ("tests/test_proctree.py",)),
+    "policy": ("tsm_notebook/engine/supervisor.py", ("_after_crash", "_auto_restart", "stop"),
+               ("tests/test_policy.py", "-k", "not interpreter and not descendants")),
+    "rotation": ("tsm_notebook/engine/logwriter.py", ("_drain", "_rotation_due", "_rotate", "rotate", "_rotated"),
+                 ("tests/test_logwriter.py", "tests/test_logcompress.py")),
+    "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
+             ("tests/test_spec.py",)),
+}
+
+
+def scratch_copy(dest: Path) -> Path:
+    """The tracked files (as in the work tree) copied under ``dest/src``."""
+    src = dest / "src"
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
+    for name in filter(None, files):
+        rel = name.decode()
+        target = src / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (ROOT / rel).is_file():
+            shutil.copy2(ROOT / rel, target)
+    return src
+
+
+def annotations(path: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's annotations are: mutating one changes nothing at run time (every module
+    has ``from __future__ import annotations``), so those mutants are equivalent and not run."""
+    spans = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        found = []
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = node.args
+            found = [x.annotation for x in (*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg) if x]
+            found.append(node.returns)
+        elif isinstance(node, ast.AnnAssign):
+            found = [node.annotation]
+        spans += [((n.lineno, n.col_offset), (n.end_lineno, n.end_col_offset)) for n in found if n is not None]
+    return spans
+
+
+def test_command(python: str, src: Path, tests: tuple[str, ...]) -> list[str]:
+    return ["/usr/bin/env", f"PYTHONPATH={src}", "PYTHONDONTWRITEBYTECODE=1", python, "-m", "pytest",
+            "-p", "no:cacheprovider", "-x", "-q", "--no-header", "-o", "addopts=",
+            *(str(src / t) if t.startswith("tests/") else t for t in tests)]
+
+
+def kill_leftovers(src: Path) -> list[int]:
+    """Kill (by pid) every process whose environment names the scratch copy: what a mutant's test
+    run left behind (a daemon is detached in its own session, so a killed test run leaves it)."""
+    marker = f"PYTHONPATH={src}".encode()
+    killed = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if marker in env or any(e.startswith(b"PYTHONPATH=" + str(src).encode() + b":") for e in env):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                killed.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return killed
+
+
+def run_target(name: str, python: str, src: Path, work: Path, deadline: float) -> dict:
+    """Mutate one target and test every mutant until ``deadline``; the counts and the survivors."""
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
+
+    module, functions, tests = TARGETS[name]
+    command = test_command(python, src, tests)
+    t0 = time.monotonic()
+    base = subprocess.run(command, cwd=src, capture_output=True, text=True, timeout=max(60, deadline - t0))
+    took = time.monotonic() - t0
+    kill_leftovers(src)
+    if base.returncode != 0:
+        return {"name": name, "error": f"the tests fail without any mutant:\n{(base.stdout + base.stderr)[-2000:]}"}
+    config = work / f"{name}.toml"
+    session = work / f"{name}.sqlite"
+    config.write_text(textwrap.dedent(f"""\
+        [cosmic-ray]
+        module-path = "{src / module}"
+        timeout = {max(30.0, 4 * took):.0f}
+        excluded-modules = []
+        test-command = "{shlex.join(command)}"
+
+        [cosmic-ray.distributor]
+        name = "local"
+        """))
+    tool = Path(sys.executable).parent / "cosmic-ray"
+    subprocess.run([str(tool), "init", str(config), str(session)], cwd=src, check=True, capture_output=True)
+    spans = annotations(src / module)
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        for item in list(db.work_items):
+            m = item.mutations[0]
+            outside = functions is not None and m.definition_name not in functions
+            in_annotation = any(a <= tuple(m.start_pos) and tuple(m.end_pos) <= b for a, b in spans)
+            if outside or in_annotation:
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED))
+    remaining = deadline - time.monotonic()
+    timed_out = False
+    if remaining > took:
+        proc = subprocess.Popen([str(tool), "exec", str(config), str(session)], cwd=src, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    kill_leftovers(src)
+    counts = {"killed": 0, "survived": 0, "incompetent": 0, "not run": 0}
+    survivors = []
+    with use_db(str(session), WorkDB.Mode.open) as db:
+        done = {job_id: result for job_id, result in db.results}
+        for item in db.work_items:
+            result = done.get(item.job_id)
+            if result is not None and result.worker_outcome == WorkerOutcome.SKIPPED:
+                continue
+            if result is None:
+                counts["not run"] += 1
+            elif result.test_outcome == TestOutcome.SURVIVED:
+                counts["survived"] += 1
+                m = item.mutations[0]
+                survivors.append((m.start_pos[0], m.definition_name, m.operator_name, result.diff or ""))
+            elif result.test_outcome == TestOutcome.INCOMPETENT or result.worker_outcome != WorkerOutcome.NORMAL:
+                counts["incompetent"] += 1
+            else:
+                counts["killed"] += 1
+    return {"name": name, "module": module, "counts": counts, "survivors": sorted(survivors),
+            "baseline": took, "cut": timed_out}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="the venv that runs the tests")
+    ap.add_argument("--minutes", type=float, default=15.0, help="cap on the whole run")
+    ap.add_argument("--only", default=",".join(TARGETS), help="targets, comma-separated: " + ", ".join(TARGETS))
+    ap.add_argument("--keep", action="store_true", help="keep the scratch copy and the sessions")
+    args = ap.parse_args()
+    args.python = os.path.abspath(args.python)  # the tests run from the scratch copy
+    names = [n for n in args.only.split(",") if n]
+    unknown = [n for n in names if n not in TARGETS]
+    if unknown:
+        ap.error(f"unknown target(s): {', '.join(unknown)}")
+    deadline = time.monotonic() + args.minutes * 60
+    work = Path(tempfile.mkdtemp(prefix="tsm-mutants-", dir="/tmp"))
+    src = scratch_copy(work)
+    total_survived = 0
+    try:
+        for name in names:
+            if time.monotonic() >= deadline:
+                print(f"{name}: not started (--minutes reached)")
+                continue
+            r = run_target(name, args.python, src, work, deadline)
+            if "error" in r:
+                print(f"{name}: {r['error']}")
+                total_survived += 1
+                continue
+            c = r["counts"]
+            cut = " (cut short by --minutes)" if r["cut"] else ""
+            print(f"{name} ({r['module']}): {c['killed']} killed, {c['survived']} survived, "
+                  f"{c['incompetent']} incompetent, {c['not run']} not run; tests {r['baseline']:.1f} s each{cut}")
+            for line, func, op, diff in r["survivors"]:
+                print(f"  SURVIVED line {line} in {func}: {op}")
+                print(textwrap.indent("\n".join(l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in
+                                                ("+++", "---")), "      "))
+            total_survived += c["survived"]
+    finally:
+        kill_leftovers(src)
+        if args.keep:
+            print(f"kept: {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if total_survived else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
