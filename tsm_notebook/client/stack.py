@@ -144,13 +144,16 @@ def _forget(run: StackRun, home: Any) -> None:
 
 def _interrupted(run: StackRun) -> StackFailed:
     """The error of a cancelled run: what is up, what was started but not ready, what did not start."""
-    groups: dict[str, list[str]] = {}
+    # an app caught between two steps (its start request still out, its check not begun) is
+    # named by where it was, never left out of the summary
+    labels = {"ready": "up", "unchanged": "up (unchanged)", "stopped": "stopped", "failed": "failed",
+              "interrupted": "not finished", "starting": "not finished", "checking": "not finished",
+              "skipped": "not started", "waiting": "not started", "stopping": "stopping",
+              "pending": "left as they were", "removed": "removed"}
+    groups: dict[str, list[str]] = {label: [] for label in dict.fromkeys(labels.values())}
     for a in run.apps.values():
-        groups.setdefault(a.state, []).append(a.name)
-    parts = [f"{label}: {', '.join(groups[s])}" for s, label in (
-        ("ready", "up"), ("unchanged", "up (unchanged)"), ("stopped", "stopped"),
-        ("failed", "failed"), ("interrupted", "not finished"), ("skipped", "not started"),
-        ("stopping", "stopping"), ("pending", "left as they were"), ("removed", "removed")) if groups.get(s)]
+        groups[labels.get(a.state, a.state)] = groups.get(labels.get(a.state, a.state), []) + [a.name]
+    parts = [f"{label}: {', '.join(names)}" for label, names in groups.items() if names]
     verb = "bring-up" if run.verb == "up" else "stop"
     again = ("what is up keeps running; `tsm up` again continues" if run.verb == "up"
              else "`tsm down` again finishes it")
