@@ -14,7 +14,7 @@ import pytest
 
 import test_trust
 from conftest import pid_alive, wait_for
-from tsm_notebook.engine import cgroups
+from tsm_notebook.core import cgroups
 
 HAVE_CGROUPS = False
 try:
@@ -104,11 +104,16 @@ def start_hider(tsm, hider) -> int:
     return pid
 
 
-@pytest.mark.parametrize("how", ["stop", "recovery"])
+@pytest.mark.parametrize("how", ["stop", "recovery", "kill-without-daemon"])
 def test_a_process_without_marker_outside_the_group_is_stopped(tsm, mode, hider, how):
     hidden = start_hider(tsm, hider)
+    base = base_dir(tsm) if mode == "cgroup" else None
     if how == "stop":
         tsm.run("stop", "h", check=True)
+    elif how == "kill-without-daemon":
+        test_trust.kill_daemon(tsm)
+        tsm.client.close()
+        tsm.run("kill", check=True)
     else:
         test_trust.kill_daemon(tsm)
         tsm.client.close()
@@ -116,6 +121,8 @@ def test_a_process_without_marker_outside_the_group_is_stopped(tsm, mode, hider,
         tsm.wait_status("h", "online")
     if mode == "cgroup":
         wait_for(lambda: not pid_alive(hidden), message="the hider to be stopped")
+        if how == "kill-without-daemon":
+            assert not os.path.exists(base), "tsm kill left the home's run cgroups behind"
     else:  # the documented gap the cgroup closes: the marker alone cannot find it
         # (stop has returned; an online "h" means recovery has dealt with the survivors)
         assert pid_alive(hidden)

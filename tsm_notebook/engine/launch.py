@@ -21,7 +21,7 @@ from ..core import states
 from ..core import marker
 from ..core.errors import StartFailed, UsageError
 from ..core.logread import LogLine, tail
-from .cgroups import joiner
+from ..core.cgroups import joiner
 from .managed import Managed, Run
 from .ports import accepts, listening, tree_pids
 from .proctree import decode
@@ -101,7 +101,7 @@ class Launcher:
                     start_new_session=True,
                     close_fds=True,
                     # the child joins its run's cgroup before exec, so even what it forks at once
-                    # is in it (see engine.cgroups)
+                    # is in it (see core.cgroups)
                     preexec_fn=None if cgroup_fd is None else joiner(cgroup_fd),
                 )
             except FileNotFoundError as exc:

@@ -6,8 +6,8 @@ keeps the token. The daemon is also the child subreaper, so such escapees are re
 and reaped. One scan of ``/proc`` serves every stop that asks within :data:`SCAN_TTL` seconds
 (stopping 500 processes at once reads ``/proc`` a few times, not 500 times); nothing scans on a
 periodic tick. Where the machine allows it, each run also has its own cgroup
-(:mod:`.cgroups`): its members are the run's by construction, even one that wiped its environment
-and left the group, so they are added to the marked ones.
+(:mod:`tsm_notebook.core.cgroups`): its members are the run's by construction, even one that
+wiped its environment and left the group, so they are added to the marked ones.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import os
 import time
 
 from ..core import marker
-from .cgroups import Cgroups
+from ..core.cgroups import Cgroups
 from .proctree import killpg
 
 #: seconds one scan of /proc is reused by stops asking at the same moment

@@ -70,7 +70,9 @@ def _mkdir(path: str) -> None:
 class Cgroups:
     """The run cgroups of one home; every method is a no-op once disabled."""
 
-    def __init__(self, home: str, *, env: dict[str, str] | None = None):
+    def __init__(self, home: str, *, env: dict[str, str] | None = None, create: bool = True):
+        """Set up the home's base (``create``: make it and sweep its empty run cgroups; else
+        only find an existing one, as ``tsm kill`` does with no daemon)."""
         self.base: str | None = None
         self.reason = ""
         env = os.environ if env is None else env
@@ -93,9 +95,13 @@ class Cgroups:
             rel = own[len(root.rstrip("/")):] if root != "/" else own
             digest = hashlib.sha256(home.encode()).hexdigest()[:10]
             base = os.path.join(point + rel.rstrip("/"), f"tsm-{os.getuid()}-{digest}")
+            if not create and not os.path.isdir(base):
+                self.reason = "no run cgroup of this home"
+                return
             _mkdir(base)
             self.base = base
-            self.sweep()
+            if create:
+                self.sweep()
         except OSError as exc:
             self._disable(exc)
 
@@ -204,6 +210,28 @@ class Cgroups:
     def sweep(self) -> list[str]:
         """Remove every empty run cgroup; return the tokens left (still populated)."""
         return [t for t in self.tokens() if not self.remove(t)]
+
+    def stop_all(self, *, timeout: float = 5.0) -> list[int]:
+        """With no daemon: SIGTERM, then SIGKILL after ``timeout``, every member of the home's
+        run cgroups (a dead daemon's runs, ours by construction); remove the emptied cgroups and
+        the base. Return the pids found."""
+        import time
+
+        found = sorted(set(self.survivors()))
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for token in self.tokens():
+                self.signal(token, sig)
+            deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 2.0)
+            while self.sweep() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            if not self.tokens():
+                break
+        if self.base:
+            try:
+                os.rmdir(self.base)
+            except OSError:
+                pass
+        return found
 
 
 def joiner(fd: int):
