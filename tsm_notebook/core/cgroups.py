@@ -14,6 +14,7 @@ here scans on a periodic tick; a stop reads one ``cgroup.procs``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
@@ -25,6 +26,9 @@ log = logging.getLogger("tsm.cgroups")
 #: set in the daemon's environment to run without cgroups (the marker alone)
 DISABLE_ENV = "TSM_NO_CGROUPS"
 PREFIX = "run-"
+#: a passing shortage of the daemon's: that run goes without its cgroup (the marker covers it),
+#: the next ones get theirs
+TRANSIENT = (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOSPC)
 
 
 def _unescape(field: str) -> str:
@@ -75,6 +79,7 @@ class Cgroups:
         only find an existing one, as ``tsm kill`` does with no daemon)."""
         self.base: str | None = None
         self.reason = ""
+        self._quiet = not create  # a command-line look-up prints nothing
         env = os.environ if env is None else env
         if env.get(DISABLE_ENV):
             self.reason = f"disabled by {DISABLE_ENV}"
@@ -108,10 +113,13 @@ class Cgroups:
     # ------------------------------------------------------------------ set-up, state
 
     def _disable(self, exc: OSError) -> None:
+        """Turn cgroups off for the daemon's life, logged once (every caller is a no-op after)."""
+        if exc.errno in TRANSIENT and self.base is not None:
+            log.info("a run goes without its cgroup (marker tracking only): %s", exc.strerror or exc)
+            return
         self.reason = f"cannot be set up: {exc.strerror or exc}"
-        if self.base is not None:
-            log.warning("run cgroups disabled (marker tracking only): %s", self.reason)
         self.base = None
+        (log.debug if self._quiet else log.warning)("run cgroups disabled (marker tracking only): %s", self.reason)
 
     @property
     def enabled(self) -> bool:
