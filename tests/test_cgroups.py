@@ -190,3 +190,19 @@ def test_recovery_without_cgroups(no_cgroups):
 
 def test_kill_without_cgroups(no_cgroups):
     test_trust.test_tsm_kill_leaves_no_escapee(no_cgroups)
+
+
+def test_mount_and_own_path_are_read_from_proc_files(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 0:20 / /sys/fs/cgroup ro,nosuid - cgroup2 cgroup2 ro\n"  # read-only: not usable
+        "23 1 0:21 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n"  # v1: not ours
+        "41 31 0:38 /outer /sys/fs/cgroup/my\\040unified rw,relatime shared:9 - cgroup2 cgroup2 rw\n")
+    assert cgroups.find_mount(str(info)) == ("/sys/fs/cgroup/my unified", "/outer")
+    info.write_text("22 1 0:20 / /sys/fs/cgroup ro - cgroup2 cgroup2 ro\n")
+    assert cgroups.find_mount(str(info)) is None
+    own = tmp_path / "cgroup"
+    own.write_text("4:memory:/x\n0::/user.slice/app.scope\n")
+    assert cgroups.own_path(str(own)) == "/user.slice/app.scope"
+    own.write_text("4:memory:/x\n")
+    assert cgroups.own_path(str(own)) is None
