@@ -275,14 +275,19 @@ class Client:
 
 def stop_orphans(home: Home) -> list[int]:
     """With no daemon: stop every live process carrying this home's marker (our uid, our home's
-    ``TSM_HOME`` and a ``TSM_ID``), which includes every verified pid ``meta.json`` records.
-    Returns the pids stopped. A pid that is not proven ours is never signalled."""
+    ``TSM_HOME`` and a ``TSM_ID``), which includes every verified pid ``meta.json`` records, and
+    every member of the home's run cgroups (removed once empty). Returns the pids stopped. A pid that is not proven ours is never signalled."""
     from ..core import marker
 
     if not home.processes.is_dir():
         return []
     pids = list(marker.marked(str(home.root)))
-    return marker.stop_marked(str(home.root), pids) if pids else []
+    stopped = marker.stop_marked(str(home.root), pids) if pids else []
+    # and the members of the dead daemon's run cgroups (even those without a marker)
+    from ..core.cgroups import Cgroups
+
+    found = Cgroups(str(home.root), create=False).stop_all()
+    return stopped + [p for p in found if p not in stopped]
 
 
 def daemon_status(home: Home) -> dict[str, Any] | None:

@@ -223,6 +223,8 @@ def render(report: dict[str, Any]) -> str:
     lines = [f"home {report['home']}" + (f" (daemon pid {report['daemon_pid']})" if report["daemon_pid"] else " (no daemon running)")]
     for c in report["checks"]:
         lines.append(f"  {'ok' if c['ok'] else 'PROBLEM'}: {c['path']}: {c['detail']}")
+    if report.get("cgroups"):  # said by the daemon: whether each run has its own cgroup
+        lines.append(f"cgroups: {report['cgroups']}")
     lines.append("listening ports:" if report["ports"] else "listening ports: none")
     for p in report["ports"]:
         who = f"tsm {p['tsm_name'] or '?'} (TSM ID {p['tsm_id']})" if p["ours"] else "not tsm"

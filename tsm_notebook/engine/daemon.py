@@ -144,11 +144,26 @@ class Daemon:
                     w.close()
         if self.triggers is not None:
             await self.triggers.close()
+        if sup:
+            await self._drop_cgroups(sup)
         self.event(None, "daemon-stop", pid=os.getpid(), reason="update" if self.keep_on_exit else "kill")
         self.store.flush(5.0)
         self.store.close()
         self.home.socket.unlink(missing_ok=True)
         self.home.status_file.unlink(missing_ok=True)
+
+    async def _drop_cgroups(self, sup) -> None:
+        """Leave no empty run cgroup behind (their last members may take a moment to go); at
+        ``kill`` also the home's base, when empty. Runs kept for ``update`` keep theirs."""
+        cg = sup.tracker.cgroups
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while cg.sweep() and not self.keep_on_exit and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        if cg.base and not self.keep_on_exit:
+            try:
+                os.rmdir(cg.base)
+            except OSError:
+                pass  # still populated: the next daemon's recovery finds what is left
 
     async def _every_second(self) -> None:
         sup = self.sup

@@ -328,7 +328,8 @@ async def cmd_history_flush(d: Daemon, args: dict) -> bool:
 async def cmd_doctor(d: Daemon, args: dict) -> dict:
     """args: {fix: bool} -> the report of :func:`tsm_notebook.core.doctor.diagnose` (ports and
     their holders, orphans, stale and quarantined state, home checks) plus ``problems``. With fix,
-    orphans are stopped (marker checked before each signal) and stale state removed."""
+    orphans are stopped (marker checked before each signal) and stale state removed. ``cgroups``
+    says whether runs get their own cgroup (the path) or why not."""
     from ..core import doctor
 
     sup = d.sup
@@ -338,6 +339,7 @@ async def cmd_doctor(d: Daemon, args: dict) -> dict:
     report = await loop.run_in_executor(
         None, lambda: doctor.diagnose(d.home, runs=runs, daemon_pid=os.getpid(), fix=fix))
     report["problems"] = list(sup.problems)
+    report["cgroups"] = sup.tracker.cgroups.describe()
     return report
 
 

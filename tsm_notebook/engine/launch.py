@@ -21,6 +21,7 @@ from ..core import states
 from ..core import marker
 from ..core.errors import StartFailed, UsageError
 from ..core.logread import LogLine, tail
+from ..core.cgroups import joiner
 from .managed import Managed, Run
 from .ports import accepts, listening, tree_pids
 from .proctree import decode
@@ -83,6 +84,7 @@ class Launcher:
         except OSError:
             err_mark = None
         pipes = self.capture.pipes()
+        cgroup_fd = self.tracker.cgroups.prepare(token)
         try:
             try:
                 # the daemon cleared its own signal mask and inherited SIG_IGNs at start-up and
@@ -98,6 +100,9 @@ class Launcher:
                     stderr=pipes["err"][1],
                     start_new_session=True,
                     close_fds=True,
+                    # the child joins its run's cgroup before exec, so even what it forks at once
+                    # is in it (see core.cgroups)
+                    preexec_fn=None if cgroup_fd is None else joiner(cgroup_fd),
                 )
             except FileNotFoundError as exc:
                 missing = exc.filename if exc.filename and exc.filename != spec.cwd else spec.argv[0]
@@ -116,9 +121,16 @@ class Launcher:
             for r, w in pipes.values():
                 os.close(r)
                 os.close(w)
+            self.tracker.cgroups.remove(token)
             raise
+        finally:
+            if cgroup_fd is not None:
+                os.close(cgroup_fd)
         for _, w in pipes.values():
             os.close(w)
+        # the child joined its cgroup itself; should that have failed, it joins now, and what it
+        # forked in the short window before this write carries the marker (TSM_RUN) that covers it
+        self.tracker.cgroups.enter(token, popen.pid)
         ctime = marker.start_time(popen.pid)
         run = Run(pid=popen.pid, popen=popen, started=self.clock(), create_time=ctime, token=token,
                   err_mark=err_mark)

@@ -118,15 +118,27 @@ def recover(self: Daemon) -> None:
     survivors = dict(sup.tracker.scan(fresh=True))
     for pid, (tsm_id, _) in leaders.items():
         survivors.setdefault(pid, (tsm_id, None))
-    task = asyncio.get_running_loop().create_task(_resume(self, pending, survivors, leaders))
+    # and every member of a run cgroup left by the previous daemon: found even when it wiped its
+    # environment (no marker) and left its process group
+    old_runs = sup.tracker.cgroups.tokens()  # taken now: later cgroups are the new daemon's
+    for pid, token in sup.tracker.cgroups.survivors().items():
+        survivors.setdefault(pid, (_token_id(token), token))
+    task = asyncio.get_running_loop().create_task(_resume(self, pending, survivors, leaders, old_runs))
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
+
+
+def _token_id(token: str) -> int | None:
+    """The tsm id a run token (``<tsm_id>.<hex>``) begins with."""
+    head = token.partition(".")[0]
+    return int(head) if head.isdigit() and len(head) < 10 else None
 
 
 _BACKGROUND: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
 
 
-async def _resume(self: Daemon, pending: list[Managed], survivors: dict, leaders: dict | None = None) -> None:
+async def _resume(self: Daemon, pending: list[Managed], survivors: dict, leaders: dict | None = None,
+                  old_runs: list[str] | None = None) -> None:
     """Stop the survivors (they are no longer ours to reap), then start anew what was running."""
     home = str(self.home.root)
     if survivors:
@@ -140,8 +152,11 @@ async def _resume(self: Daemon, pending: list[Managed], survivors: dict, leaders
             self.event(m, "orphan-stopped", pid=min(pids), reason=f"{reason}: pids {sorted(pids)}")
         pids = list(survivors)
         leaders = leaders or {}
+        cgroups = self.sup.tracker.cgroups
         for sig in (signal.SIGTERM, signal.SIGKILL):
             marker.signal_marked([p for p in pids if marker.start_time(p) is not None], sig, home)
+            for token in old_runs or ():
+                cgroups.signal(token, sig)
             for pid, (_, ctime) in leaders.items():
                 marker.signal_leader(pid, ctime, sig)
             if sig == signal.SIGKILL:
@@ -152,6 +167,8 @@ async def _resume(self: Daemon, pending: list[Managed], survivors: dict, leaders
         deadline = time.monotonic() + 2.0
         while time.monotonic() < deadline and marker.any_alive(pids):
             await asyncio.sleep(0.02)
+        for token in old_runs or ():
+            cgroups.remove(token)
 
     def bring_up(m: Managed):
         async def one() -> Managed:

@@ -244,6 +244,7 @@ class Supervisor(Launcher):
         code, sig = decode(status)
         # clean tree: nothing of a finished run outlives its leader, not even what left its group
         self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
+        self.drop_cgroup(run.token)
         if m.run is not run:
             return
         m.exit_code, m.exit_signal = code, sig
@@ -255,6 +256,12 @@ class Supervisor(Launcher):
         if m.status == states.LAUNCHING and run.launch_waiting:
             return  # the start request waiting on this run reports the failure itself
         self._after_crash(m, uptime, pid=run.pid, exit_code=code, signal=sig)
+
+    def drop_cgroup(self, token: str | None, tries: int = 100) -> None:
+        """Remove the ended run's cgroup once its last (SIGKILLed) member is gone: retried a few
+        times over about 5 s, never a periodic scan."""
+        if token and not self.tracker.cgroups.remove(token) and tries > 0:
+            self.loop.call_later(0.05, self.drop_cgroup, token, tries - 1)
 
     def _after_crash(self, m: Managed, uptime: float, **exit_fields: Any) -> None:
         """Apply the restart policy to an exit nobody asked for; ``exit_fields`` go on its event."""

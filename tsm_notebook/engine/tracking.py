@@ -5,7 +5,9 @@ A run's processes are its leader's process group plus everything carrying the ru
 keeps the token. The daemon is also the child subreaper, so such escapees are reparented to it
 and reaped. One scan of ``/proc`` serves every stop that asks within :data:`SCAN_TTL` seconds
 (stopping 500 processes at once reads ``/proc`` a few times, not 500 times); nothing scans on a
-periodic tick.
+periodic tick. Where the machine allows it, each run also has its own cgroup
+(:mod:`tsm_notebook.core.cgroups`): its members are the run's by construction, even one that
+wiped its environment and left the group, so they are added to the marked ones.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import time
 
 from ..core import marker
+from ..core.cgroups import Cgroups
 from .proctree import killpg
 
 #: seconds one scan of /proc is reused by stops asking at the same moment
@@ -25,8 +28,9 @@ FRESH_TTL = 0.02
 class Tracker:
     """The marked processes of one home, scanned on demand."""
 
-    def __init__(self, home: str, *, clock=time.monotonic):
+    def __init__(self, home: str, *, clock=time.monotonic, cgroups: Cgroups | None = None):
         self.home = home
+        self.cgroups = cgroups if cgroups is not None else Cgroups(home)
         self.clock = clock
         self._scan: dict[int, tuple[int | None, str | None]] = {}
         self._at = -1e9
@@ -43,21 +47,24 @@ class Tracker:
         return self._scan
 
     def of_run(self, token: str | None, *, fresh: bool = False) -> list[int]:
-        """The live pids carrying run ``token``."""
+        """The live pids carrying run ``token``, and those in the run's cgroup."""
         if not token:
             return []
-        return [p for p, (_, t) in self.scan(fresh=fresh).items() if t == token]
+        pids = [p for p, (_, t) in self.scan(fresh=fresh).items() if t == token]
+        return pids + [p for p in self.cgroups.pids(token) if p not in pids]
 
     def of_id(self, tsm_id: int, *, fresh: bool = False) -> list[int]:
         """The live pids carrying ``tsm_id`` (any run)."""
         return [p for p, (i, _) in self.scan(fresh=fresh).items() if i == tsm_id]
 
     def signal_run(self, leader: int, token: str | None, sig: int, *, fresh: bool = False) -> list[int]:
-        """Signal the leader's group and every process of the run; return the marked pids."""
+        """Signal the leader's group and every process of the run (marked, or in its cgroup);
+        return their pids."""
         killpg(leader, sig)
-        pids = self.of_run(token, fresh=fresh)
+        pids = [p for p, (_, t) in self.scan(fresh=fresh).items() if t == token] if token else []
         marker.signal_marked(pids, sig, self.home)
-        return pids
+        # cgroup members are ours by construction: signalled without the marker check
+        return pids + [p for p in self.cgroups.signal(token, sig) if p not in pids]
 
     def forget(self) -> None:
         """Drop the cached scan (after a spawn, so the next stop sees the new run)."""
