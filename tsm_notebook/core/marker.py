@@ -167,17 +167,17 @@ def recorded_leader(pid: object, create_time: object, home: str, tsm_id: int) ->
     return env is not None and "TSM_HOME" not in env and "TSM_ID" not in env
 
 
-def signal_leader(pid: int, create_time: float, sig: int) -> None:
-    """Send ``sig`` to a :func:`recorded_leader` and to its process group when it still leads one,
-    through a pidfd so a pid reused in between is never hit."""
+def _signal_checked(pid: int, sig: int, still_ours, *, group: bool = False) -> None:
+    """Send ``sig`` to ``pid`` if ``still_ours(pid)`` holds once a pidfd pins it (where the kernel
+    has them), so a pid reused in between is never hit; with ``group``, to the process group it
+    leads instead, when it leads one."""
     fd = None
     try:
         if hasattr(os, "pidfd_open"):
             fd = os.pidfd_open(pid)
-        started = start_time(pid)
-        if started is None or abs(started - float(create_time)) > SAME_START:
+        if not still_ours(pid):
             return
-        if os.getpgid(pid) == pid:
+        if group and os.getpgid(pid) == pid:
             os.killpg(pid, sig)
         elif fd is not None:
             signal.pidfd_send_signal(fd, sig)
@@ -190,26 +190,27 @@ def signal_leader(pid: int, create_time: float, sig: int) -> None:
             os.close(fd)
 
 
+def signal_leader(pid: int, create_time: float, sig: int) -> None:
+    """Send ``sig`` to a :func:`recorded_leader` (its start time checked again) and to the process
+    group it still leads."""
+
+    def same_start(p: int) -> bool:
+        started = start_time(p)
+        return started is not None and abs(started - float(create_time)) <= SAME_START
+
+    _signal_checked(pid, sig, same_start, group=True)
+
+
 def signal_marked(pids: Iterable[int], sig: int, home: str) -> None:
     """Send ``sig`` to each pid still carrying ``home``'s marker (checked through a pidfd, where
     the kernel has them, so a pid reused in between is never hit)."""
+
+    def marked_here(p: int) -> bool:
+        env = environ_marker(p)
+        return bool(env) and env.get("TSM_HOME") == home and uid_of(p) == os.getuid()
+
     for pid in pids:
-        fd = None
-        try:
-            if hasattr(os, "pidfd_open"):
-                fd = os.pidfd_open(pid)
-            env = environ_marker(pid)
-            if not env or env.get("TSM_HOME") != home or uid_of(pid) != os.getuid():
-                continue
-            if fd is not None:
-                signal.pidfd_send_signal(fd, sig)
-            else:
-                os.kill(pid, sig)
-        except OSError:
-            pass
-        finally:
-            if fd is not None:
-                os.close(fd)
+        _signal_checked(pid, sig, marked_here)
 
 
 def any_alive(pids: Iterable[int]) -> bool:
