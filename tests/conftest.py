@@ -39,6 +39,13 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: 
         time.sleep(interval)
 
 
+def one_line_usage_error(excinfo: pytest.ExceptionInfo) -> str:
+    """The message of a raised UsageError, checked to be one non-empty line."""
+    message = str(excinfo.value)
+    assert message and "\n" not in message
+    return message
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -214,4 +221,4 @@ def spawned(cmd: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
-__all__ = ["wait_for", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive", "tsm_threads", "threads_left"]
+__all__ = ["wait_for", "one_line_usage_error", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive", "tsm_threads", "threads_left"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import one_line_usage_error
 from tsm_notebook.core.errors import UsageError
 from tsm_notebook.core.cmdline import (
     base_name,
@@ -26,12 +27,6 @@ from tsm_notebook.core.envfile import parse_env_assignments, parse_env_file
 from tsm_notebook.core.spec import LaunchSpec, build_spec
 
 MiB = 1024**2
-
-
-def one_line_usage_error(excinfo: pytest.ExceptionInfo[UsageError]) -> str:
-    message = str(excinfo.value)
-    assert message and "\n" not in message
-    return message
 
 
 # --------------------------------------------------------------------------- parse_port

@@ -4,16 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import one_line_usage_error
 from tsm_notebook.core.errors import UsageError
 from tsm_notebook.core.units import parse_bool, parse_count, parse_duration, parse_size
 
 MiB = 1024**2
-
-
-def one_line_usage_error(excinfo: pytest.ExceptionInfo[UsageError]) -> str:
-    message = str(excinfo.value)
-    assert message and "\n" not in message
-    return message
 
 
 # --------------------------------------------------------------------------- parse_size
