@@ -44,8 +44,11 @@ def test_make_lab_serves_the_notebooks(tmp_path):
 
         def kernel():
             for p in psutil.Process(proc.pid).children(recursive=True):
-                if any("ipykernel" in a for a in p.cmdline()):
-                    return p
+                try:
+                    if any("ipykernel" in a for a in p.cmdline()):
+                        return p
+                except psutil.Error:  # a short-lived helper of the server, gone or a zombie by now
+                    continue
             return None
 
         k = wait_for(kernel, timeout=30, interval=0.1, message="a kernel process")
