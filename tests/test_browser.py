@@ -12,18 +12,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import PY, ROOT, free_port, wait_for
+from conftest import PY, ROOT, free_port
+from jupyter_servers import jupyter_server
 from tsm_notebook.client import commands
 
 pytestmark = pytest.mark.browser
@@ -70,55 +67,9 @@ def _need_browser() -> None:
 
 @contextmanager
 def lab(root_dir: Path, tmp_path: Path, env: dict[str, str]):
-    """JupyterLab on a free loopback port with private config/runtime/settings; yields its URL.
-
-    Stopped with SIGTERM (it shuts its kernels down), then anything it left is killed by pid.
-    """
-    port = free_port()
-    (tmp_path / "cfg" / "labconfig").mkdir(parents=True)
-    (tmp_path / "cfg" / "labconfig" / "page_config.json").write_text(  # no "Jupyter news?" toast
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
-    env = dict(env, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
-    args = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
-            "--ServerApp.port_retries=0", "--IdentityProvider.token=test-token", "--ServerApp.password=",
-            f"--ServerApp.root_dir={root_dir}", "--LabApp.expose_app_in_browser=True", "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    log = tmp_path / "lab.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    try:
-        def listening() -> bool:
-            assert proc.poll() is None, f"jupyterlab exited:\n{log.read_text()}"
-            try:  # TCP, not HTTP: nothing is asked of the server before it is ready
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, timeout=60, interval=0.2, message="jupyterlab to listen")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        kids = []
-        if proc.poll() is None:
-            try:
-                kids = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.Error:
-                pass
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for k in kids:  # kernels it did not shut down, by pid
-            try:
-                k.kill()
-                k.wait(5)
-            except psutil.Error:
-                pass
-        assert not [k.pid for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
+    """JupyterLab serving ``root_dir`` (see :func:`jupyter_servers.jupyter_server`); yields its URL."""
+    with jupyter_server("lab", root_dir, tmp_path, env) as (url, _proc):
+        yield url
 
 
 def start(tsm, command: str, *extra: str) -> dict:

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from conftest import PY, ROOT, free_port, wait_for
+from conftest import PY, ROOT, wait_for
+from jupyter_servers import jupyter_server
 from test_browser import CHROMIUM, FLAGS, KERNEL_IDLE, TICKER, _need_browser, start
 
 pytestmark = pytest.mark.browser
@@ -48,64 +46,6 @@ def kernelspec(directory: Path, python: str) -> None:
         '"language": "python"}' % python)
 
 
-@contextmanager
-def server(kind: str, root_dir: Path, tmp_path: Path, env: dict[str, str]):
-    """JupyterLab, Notebook 7 or Voila on a free loopback port with private state; yields the
-    page's URL. Stopped with SIGTERM, then whatever it left is killed by pid."""
-    port = free_port()
-    (tmp_path / "cfg" / "labconfig").mkdir(parents=True)
-    (tmp_path / "cfg" / "labconfig" / "page_config.json").write_text(
-        '{"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": true}}')
-    env = dict(env, JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"), JUPYTER_RUNTIME_DIR=str(tmp_path / "rt"),
-               JUPYTERLAB_SETTINGS_DIR=str(tmp_path / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(tmp_path / "ws"))
-    common = ["--no-browser", f"--port={port}", "--ServerApp.port_retries=0" if kind != "voila" else "--port_retries=0"]
-    if kind == "voila":
-        args = [sys.executable, "-m", "voila", str(root_dir / "panel.ipynb"), *common, "--Voila.ip=127.0.0.1",
-                "--ServerApp.ip=127.0.0.1"]
-        url = f"http://127.0.0.1:{port}/"
-    else:
-        app = "jupyterlab" if kind == "lab" else "notebook"
-        args = [sys.executable, "-m", app, "--allow-root", "--ip=127.0.0.1", *common,
-                "--IdentityProvider.token=test-token", "--ServerApp.password=", f"--ServerApp.root_dir={root_dir}",
-                *(["--LabApp.news_url=None", "--LabApp.expose_app_in_browser=True"] if kind == "lab"
-                  else ["--JupyterNotebookApp.expose_app_in_browser=True"])]
-        url = f"http://127.0.0.1:{port}/" + ("lab/tree/panel.ipynb" if kind == "lab" else "notebooks/panel.ipynb") + "?token=test-token"
-    log = tmp_path / f"{kind}.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-    kids: list[psutil.Process] = []
-    try:
-        def listening() -> bool:
-            assert proc.poll() is None, f"{kind} exited:\n{log.read_text()}"
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return True
-            except OSError:
-                return False
-
-        wait_for(listening, timeout=90, interval=0.2, message=f"{kind} to listen")
-        yield url, proc
-    finally:
-        if proc.poll() is None:
-            try:
-                kids = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.Error:
-                pass
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        for k in kids:
-            try:
-                k.kill()
-                k.wait(5)
-            except psutil.Error:
-                pass
-
-
 @pytest.mark.parametrize("ipykernel", ["7", "6"])
 @pytest.mark.parametrize("kind", ["lab", "notebook", "voila"])
 def test_front_end_clock_updates_the_panel(tsm, tmp_path, kind, ipykernel):
@@ -132,7 +72,7 @@ def test_front_end_clock_updates_the_panel(tsm, tmp_path, kind, ipykernel):
     env = dict(os.environ, TSM_HOME=str(tsm.home), PYTHONPATH=str(ROOT), JUPYTER_PATH=str(tmp_path / "jpath"))
     ARTIFACTS.mkdir(exist_ok=True)
 
-    with server(kind, nb_dir, tmp_path, env) as (url, proc), sync_playwright() as pw:
+    with jupyter_server(kind, nb_dir, tmp_path, env, notebook="panel.ipynb") as (url, proc), sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
