@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tsm_notebook.core.errors import UsageError
-from tsm_notebook.core.logfollow import follow
+from tsm_notebook.core.logfollow import POLL_BYTES, follow
 from tsm_notebook.core.logread import LogLine, log_files, parse_since, rotated_name, tail
 from tsm_notebook.engine.logwriter import LogWriter
 
@@ -240,6 +240,30 @@ def test_follow_across_many_rotations_loses_and_repeats_nothing(tmp_path: Path) 
     rotated = len(log_files(tmp_path, "out")) - 1
     assert rotated > 300
     assert [line.raw for line in got] == lines
+
+
+def test_a_flood_is_followed_a_slice_at_a_time_and_nothing_is_lost(tmp_path: Path) -> None:
+    """What was written between two polls (here 3 x POLL_BYTES, across a rotation) is read a slice
+    per poll, not into memory at once, and every line comes, in order."""
+    lines = numbered(3 * POLL_BYTES // 60)
+    w = LogWriter(tmp_path, "out", max_size=2 * POLL_BYTES, retain=None, max_age=None, rotate_every=None)
+    w.write(b"before\n")
+    f = follow(tmp_path, stream="out", poll=0.01)
+    try:
+        assert w.write(b"\n".join(lines) + b"\n")
+        assert len(log_files(tmp_path, "out")) == 2  # rotated once meanwhile
+        slices = []
+        deadline = time.monotonic() + 30
+        while sum(slices) < len(lines) and time.monotonic() < deadline:
+            got = f.take()
+            slices.append(len(got))
+            assert sum(len(line.raw) + 1 for line in got) <= POLL_BYTES + len(max(lines, key=len)) + 1
+            if got:
+                assert got[0].raw == lines[sum(slices) - len(got)] and got[-1].raw == lines[sum(slices) - 1]
+        assert sum(slices) == len(lines) and len([n for n in slices if n]) >= 3
+    finally:
+        f.close()
+        w.close()
 
 
 def test_follow_yields_a_line_whole_truncation_and_late_files(tmp_path: Path) -> None:

@@ -27,7 +27,11 @@ from .logread import (
     _tail_snapshot,
 )
 
-__all__ = ["follow", "follow_many"]
+__all__ = ["POLL_BYTES", "follow", "follow_many"]
+
+#: bytes of one file read by one poll at most: the memory a follower holds is bounded by this,
+#: whatever was written since its last poll
+POLL_BYTES = 4 << 20
 
 
 class _Tracker:
@@ -75,25 +79,34 @@ class _Tracker:
             f.seek(start + cut + 1 if cut >= 0 else start)
         self.file = f
 
-    def _read(self, out: list[bytes]) -> None:
+    def _read(self, out: list[bytes]) -> bool:
+        """Read on to the end of the held file, or until :data:`POLL_BYTES` were read; True when
+        it stopped there with more to read (the next poll goes on from that position)."""
         assert self.file is not None
         if os.fstat(self.file.fileno()).st_size < self.file.tell():  # truncated (tsm flush)
             self.file.seek(0)
             self.rest = b""
-        while True:
-            data = self.file.read(1 << 20)
+        got = 0
+        while got < POLL_BYTES:
+            data = self.file.read(min(1 << 20, POLL_BYTES - got))
             if not data:
-                return
+                return False
+            got += len(data)
             self.rest = _split(self.rest, data, out)
+        return True
 
     def poll(self) -> list[bytes]:
-        """The complete lines appended since the last poll, those of files rotated meanwhile included."""
+        """The complete lines appended since the last poll, those of files rotated meanwhile
+        included; at most about :data:`POLL_BYTES` of the held file per poll, so a flood is read
+        a slice at a time (in order, nothing skipped) rather than into memory at once."""
         out: list[bytes] = []
         if self.file is not None:
-            self._read(out)
+            if self._read(out):
+                return out
             if _current_ident(self.path) == self.ident:
                 return out
-            self._read(out)  # replaced: finish it
+            if self._read(out):  # replaced: finish it, a slice at a time
+                return out
             if self.rest:
                 out.append(self.rest)
             self.close()
@@ -113,7 +126,7 @@ class _Tracker:
         self.known.update(stamp for stamp, _ in rotated)
         if f is not None:
             self._hold(f, at_end=False)
-            self._read(out)
+            self._read(out)  # a flood goes on at the next poll
         return out
 
     def close(self) -> None:

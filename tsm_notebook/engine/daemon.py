@@ -28,7 +28,7 @@ from ..core.errors import DaemonError, ProtocolError, TsmError
 from ..core.paths import Home, write_json_atomic
 from ..core.protocol import MAX_LINE, parse_request, reply_error, reply_ok
 from . import signals
-from .handlers import COMMANDS
+from .handlers import COMMANDS, close_followers
 from .peer import peer_allowed
 from .managed import Managed
 from .recovery import recover
@@ -128,6 +128,7 @@ class Daemon:
             t.cancel()
         if self.server:
             self.server.close()
+        close_followers()
         if self.triggers is not None:
             self.triggers.watch.close()  # no restart for a change while everything stops
         sup = self.sup

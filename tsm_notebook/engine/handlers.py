@@ -383,12 +383,17 @@ async def cmd_logs(d: Daemon, args: dict) -> list:
     return out
 
 
-def _expire_followers() -> None:
+def _expire_followers(idle: float = FOLLOW_IDLE) -> None:
     now = time.monotonic()
     for token, (f, last) in list(_followers.items()):
-        if now - last > FOLLOW_IDLE:
+        if now - last >= idle:
             f.close()
             del _followers[token]
+
+
+def close_followers() -> None:
+    """Close every log follower (the daemon is stopping): no file of a process stays open."""
+    _expire_followers(idle=float("-inf"))
 
 
 @command("follow_open")
@@ -416,6 +421,7 @@ async def cmd_follow_poll(d: Daemon, args: dict) -> dict:
     wait = args.get("wait", 1.0)
     if not isinstance(wait, (int, float)) or isinstance(wait, bool):
         raise ProtocolError("argument 'wait' must be a number")
+    _expire_followers()  # the followers of clients that went away
     entry = _followers.get(token or "")
     if entry is None:
         raise UsageError("this log follower has expired: follow again")
