@@ -240,13 +240,23 @@ def test_the_panel_across_hosts_routes_actions_and_shows_a_silent_host(tsm, host
     remote_port = free_port("127.0.0.1")
     ok(tsm.run("-H", "a", "start", "--name", "web", "--port", str(remote_port), "--wait-port", "--",
                PY, "-m", "http.server", str(remote_port), "--bind", "127.0.0.1", "--directory", str(hosts.base)))
-    ok(tsm.run("-H", "b", "start", "--name", "beta", "--", PY, "-c", "import time; time.sleep(600)"))
+    b_home = hosts.remote_homes[1]
+    b_home.mkdir(parents=True, exist_ok=True)
+    (b_home / "config.toml").write_text('[history]\nsample_interval = "0.5s"\n')  # charts fill in quickly
+    ok(tsm.run("-H", "b", "start", "--name", "beta", "--", PY, "-c", TICKER))
     (hosts.base / "hello.txt").write_text("panel\n")
     panel = Panel(home=tsm.home, hosts="a,b", autostart=False)
     try:
         assert {(r["host"], r["name"]) for r in panel.rows} == {("a", f"a:web-{remote_port}"), ("b", "b:beta")}
         assert '<th class="tsm-host">host</th>' in panel.table.value
         panel.selected = "b:beta"
+
+        def shown():  # the log tail and the charts of a remote row come from its host's daemon
+            panel.refresh()
+            return "tick 3" in panel.logs.text and 'class="line"' in panel.charts.value
+
+        wait_for(shown, 30, 0.2, "b:beta's log lines and charts in the panel")
+        assert "b:beta" in panel.logs.title.value
         panel.restart_button.click()
         wait_for(lambda: not panel.busy and "restarted b:beta" in panel.message.value, 30, 0.05, "the restart on b")
         assert "restarts           1" in ok(tsm.run("-H", "b", "describe", "beta"))
@@ -274,6 +284,9 @@ def test_the_panel_across_hosts_routes_actions_and_shows_a_silent_host(tsm, host
         wait_for(lambda: statuses()["b"] == "unreachable", 20, 0.1, "b shown unreachable")
         assert statuses() == {"a": "online", "b": "unreachable"}
         assert "unreachable" in panel.table.value and f"a:web-{remote_port}" in panel.table.value
+        panel.selected = "b:(unreachable)"
+        panel.refresh()
+        assert "b:beta" not in panel.logs.title.value  # nothing stale of b shown as if live
     finally:
         panel.close()
 

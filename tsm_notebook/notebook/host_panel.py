@@ -129,6 +129,37 @@ class HostsClient:
                      "command": result.message, "restarts": 0}]
         return [self._row(host, r) for r in result]
 
+    def _remote(self, target: str) -> tuple[str, str] | None:
+        """(host, name) of a remote panel name (``gpu:train``) whose host answered last time, else None."""
+        host, name = _split(target)
+        if host == LOCAL or host not in self.names or host in self._down or isinstance(self._last.get(host), TsmError):
+            return None
+        return host, str(name)
+
+    def log_reader(self, target: str) -> Any:
+        """What a log tail calls at each refresh for a remote row: ``read(stream, lines)`` -> the
+        ``logs`` request's lines, asked of that host's daemon (the files are not on this machine)."""
+
+        def read(stream: str, lines: int) -> list[dict]:
+            where = self._remote(target)
+            if where is None:
+                raise TsmError(f"host {_split(target)[0]!r} is not answering")
+            groups = self._client(where[0]).call("logs", target=where[1], stream=stream, lines=lines)
+            return [d for g in groups for d in g["lines"]]
+
+        return read
+
+    def metrics(self, target: str, window: float) -> list[dict] | TsmError:
+        """The metric samples of a remote row's process over the last ``window`` seconds, from its
+        host's history (the error, when it does not answer, for the charts to show)."""
+        where = self._remote(target)
+        if where is None:
+            return TsmError(f"host {_split(target)[0]!r} is not answering")
+        try:
+            return self._client(where[0]).call("metrics", name=where[1], since=f"{window:g}s")
+        except TsmError as exc:
+            return exc
+
     @property
     def unreachable(self) -> dict[str, str]:
         """{host: why} of the hosts that did not answer the last refresh."""

@@ -6,14 +6,14 @@ import html as _html
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import ipywidgets as widgets
 
 from . import html as tsm_html
 from ..client.client import Client
 from ..core import logread, render
-from ..core.errors import UsageError
+from ..core.errors import TsmError, UsageError
 from ..core.paths import Home
 from .live import Live, close_tree, error_text, tick_mode
 
@@ -53,6 +53,7 @@ class LogTail(Live, widgets.VBox):
         self.home = home if isinstance(home, Home) else Home.resolve(home)
         self._lock = threading.RLock()
         self._sources: list[tuple[str, Path]] = []
+        self._read: Callable[[str, int], list[dict]] | None = None  # a remote process's lines (see _set_remote)
         self._stamp: Any = None
         #: the lines shown, as plain text without colour codes (``name | `` prefixed when several
         #: processes are shown)
@@ -98,10 +99,28 @@ class LogTail(Live, widgets.VBox):
     def _set_sources(self, sources: list[tuple[str, Path]]) -> None:
         # The panel points the tail at a process directory it already knows: no daemon call.
         with self._lock:
-            if sources != self._sources:
+            if sources != self._sources or self._read is not None:
                 self._sources = list(sources)
-                self._stamp = None
+                self._read, self._stamp = None, None
             self.refresh()
+
+    def _set_remote(self, name: str, read: Callable[[str, int], list[dict]]) -> None:
+        """Show the logs of ``name``, a process of another host: ``read(stream, lines)`` gives the
+        lines of its daemon's ``logs`` request ({stream, time, raw}), asked at every refresh."""
+        with self._lock:
+            if self._read is None or self._sources != [(name, None)]:
+                self._sources, self._stamp = [(name, None)], None  # type: ignore[list-item]
+            self._read = read
+            self.refresh()
+
+    def _remote_lines(self, stream: str, count: int) -> tuple[Any, list[logread.LogLine] | str]:
+        """(stamp, lines) of the remote process, or (None, why) when its host does not answer."""
+        try:
+            got = self._read(stream, count)  # type: ignore[misc]
+        except TsmError as exc:
+            return None, error_text(exc)
+        lines = [logread.LogLine(d["stream"], d["raw"].encode("latin-1"), d["time"]) for d in got]
+        return (stream, count, len(got), got[-1]["raw"] if got else None, got[0]["raw"] if got else None), lines
 
     def _option_changed(self, change: dict) -> None:
         self.refresh()
@@ -117,13 +136,18 @@ class LogTail(Live, widgets.VBox):
         with self._lock:
             sources, stream, count = list(self._sources), self.stream, self.lines
             names = ("out", "err") if stream == "both" else (stream,)
-            stamp = (stream, count, tuple((str(d), tuple(_stat(d / f"current.{s}") for s in names)) for _, d in sources))
-            if stamp == self._stamp:
+            remote: list[logread.LogLine] | str | None = None
+            if self._read is not None:
+                stamp, remote = self._remote_lines(stream, count)
+            else:
+                stamp = (stream, count, tuple((str(d), tuple(_stat(d / f"current.{s}") for s in names)) for _, d in sources))
+            if stamp == self._stamp and stamp is not None:
                 return
             several = len(sources) > 1
             shown: list[tuple[float | None, str | None, str, str]] = []
             for name, directory in sources:
-                for line in logread.tail(directory, stream=stream, lines=count):
+                got = remote if self._read is not None else logread.tail(directory, stream=stream, lines=count)
+                for line in got if isinstance(got, list) else ():
                     shown.append((line.time, name if several else None, line.stream, line.text))
             if several and shown and all(t is not None for t, *_ in shown):
                 shown.sort(key=lambda item: item[0])
@@ -132,6 +156,8 @@ class LogTail(Live, widgets.VBox):
             else:
                 label = ", ".join(_html.escape(n) for n, _ in sources[:3]) + (" …" if len(sources) > 3 else "")
                 title, empty = f"<b>{label}</b> <span class='tsm-muted'>logs</span>", "no log lines yet"
+                if isinstance(remote, str):
+                    empty = remote  # its host did not answer: say so where the lines would be
             self.title.value = title
             self.output.value = tsm_html.log_lines([(w, s, text, t) for t, w, s, text in shown], empty=empty,
                                                    style=self._own_style)

@@ -47,17 +47,21 @@ WINDOW = 300.0
 _LINE_CHOICES = (10, 20, 50, 100, 200, 500)
 
 
-def metrics_html(home: Home, name: str | None, *, window: float = WINDOW, now: float | None = None) -> str:
+def metrics_html(home: Home, name: str | None, *, window: float = WINDOW, now: float | None = None,
+                 samples: list[dict] | TsmError | None = None) -> str:
     """CPU and memory charts of process ``name`` over the last ``window`` seconds of history.
 
-    Reads the metric history (one indexed SQLite query, read-only); an unreadable database is
-    shown as a message, not raised.
+    Reads the metric history (one indexed SQLite query, read-only) unless ``samples`` are given
+    (a remote host's, from its daemon); an unreadable database is shown as a message, not raised.
     """
     if name is None:
         return ""
     now = time.time() if now is None else now
     try:
-        samples = history.read_metrics(home.db_file, name=name, since=now - window)
+        if samples is None:
+            samples = history.read_metrics(home.db_file, name=name, since=now - window)
+        elif isinstance(samples, TsmError):
+            raise samples
     except TsmError as exc:
         return f'<div class="tsm-muted">{_html.escape(exc.message)}</div>'
     times = [s["time"] for s in samples]
@@ -316,12 +320,16 @@ class Panel(Live, widgets.VBox):
         self.stack_actions.layout.display = "" if stacks else "none"
         self.detail.value = self._detail_html(row)
         self._update_buttons(row)
+        remote = row is not None and row.get("host") not in (None, "local")  # read through its host's daemon
         if row is None:
             self.logs._set_sources([])
+        elif remote:
+            self.logs._set_remote(row["name"], self._client.log_reader(row["name"]))
         else:
             directory = Path(row["out_log"]).parent if row.get("out_log") else self.home.processes / row["name"]
             self.logs._set_sources([(row["name"], directory)])
-        self.charts.value = metrics_html(self.home, want) if want else '<span class="tsm-muted">no process selected</span>'
+        self.charts.value = (metrics_html(self.home, want, samples=self._client.metrics(want, WINDOW) if remote else None)
+                             if want else '<span class="tsm-muted">no process selected</span>')
 
     @staticmethod
     def _detail_html(row: dict[str, Any] | None) -> str:
