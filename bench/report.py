@@ -208,12 +208,14 @@ def _source_line(source: Mapping[str, Any]) -> str:
             f"{one(end)} at the end (each group starts a new daemon, which runs the code then on disk).")
 
 
-def markdown(result: Mapping[str, Any], notes: str | None = None, images: tuple[str, ...] = ()) -> str:
+def markdown(result: Mapping[str, Any], notes: str | None = None, images: tuple[str, ...] = (),
+             extras: str | None = None) -> str:
     """The whole ``docs/benchmarks.md`` page for one results document.
 
     ``notes`` (Markdown: the analysis of the goals missed, with their profiles) goes after the
     goals; without it the page says that no analysis was written for this run. ``images`` are
     the growth plots beside the page (``bench/plots.py``), shown after the results table.
+    ``extras`` (Markdown: the reports of ``bench/extras.py``) goes after the analysis.
     """
     columns: list[str] = result["columns"]
     peers = [c for c in columns if c not in ("tsm", "floor")]
@@ -229,7 +231,7 @@ def markdown(result: Mapping[str, Any], notes: str | None = None, images: tuple[
         "Each cell is the median, with min – max over the samples in brackets. "
         "Lower is better except for throughput. The machine is shared with other work, so single "
         "samples can be far off: read the medians. Run it again with `make bench` (installs the "
-        "pinned peers into `bench/.cache/`, about half an hour on 2 cores).",
+        "pinned peers into `bench/.cache/`, then runs the other benchmarks, about an hour on 2 cores).",
         "",
         f"Machine: {machine['cpus']} cores, {machine['memory_bytes'] / 2**30:.0f} GiB, "
         f"{machine['platform']}, Python {machine['python']}, node {machine['node']}.",
@@ -281,6 +283,8 @@ def markdown(result: Mapping[str, Any], notes: str | None = None, images: tuple[
             lines += [notes.strip(), ""]
         else:
             lines += ["No analysis of the goals missed was written for this run.", ""]
+    if extras:
+        lines += [extras.strip(), ""]
     lines += [
         "## How each row is taken",
         "",

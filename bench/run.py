@@ -447,6 +447,12 @@ def notes_for(json_path: Path) -> str | None:
     return path.read_text() if path.exists() else None
 
 
+def extras_for(json_path: Path) -> str | None:
+    """The reports of ``bench/extras.py`` for the same day (``<stem>.extras.md``), if any."""
+    path = json_path.with_name(json_path.stem + ".extras.md")
+    return path.read_text() if path.exists() else None
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -470,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         md_path = args.markdown or ROOT / "docs" / "benchmarks.md"
         result = json.loads(args.render.read_text())
-        _write(md_path, report.markdown(result, notes_for(args.render), _plots(result, md_path.parent)))
+        _write(md_path, report.markdown(result, notes_for(args.render), _plots(result, md_path.parent),
+                                        extras_for(args.render)))
         print(f"wrote {md_path}", file=sys.stderr)
         return 0
 
@@ -494,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     _write(json_path, json.dumps(result, indent=1) + "\n")
     images = _plots(result, md_path.parent) if not args.quick else ()
-    _write(md_path, report.markdown(result, notes_for(json_path), images))
+    _write(md_path, report.markdown(result, notes_for(json_path), images, extras_for(json_path)))
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
     return 0
 

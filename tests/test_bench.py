@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import measure, report, run  # noqa: E402
+from bench import extras, measure, report, run  # noqa: E402
 from bench.driver import Driver  # noqa: E402
 from bench.peers import PM2Driver, SupervisorDriver  # noqa: E402
 from bench.tsm_driver import TsmDriver  # noqa: E402
@@ -128,6 +128,8 @@ def test_harness_quick_run_writes_results_and_table(tmp_path: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="tsmq-", dir="/tmp"))
     out_json, out_md, notes = work / "r.json", tmp_path / "b.md", work / "r.notes.md"
     notes.write_text("## Why\n\nA note kept beside the results.\n")
+    (work / "r.extras.md").write_text(extras.markdown([{"title": "Stack bring-up", "command": "`x`", "seconds": 1.0,
+                                                         "rc": 0, "report": "tsm up 1.2 s"}], "today"))
     try:
         done = subprocess.run(
             [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--drivers", "tsm,pm2,supervisor",
@@ -169,6 +171,22 @@ def test_harness_quick_run_writes_results_and_table(tmp_path: Path) -> None:
     assert "| what | case | tsm | pm2 | supervisor | floor | tsm/pm2 | tsm/supervisor |" in page
     assert "kill -9 of a managed server" in page
     assert "## Goals" in page and "A note kept beside the results." in page
+    assert page.index("A note kept beside") < page.index("## Other benchmarks") < page.index("## How each row")
+    assert "tsm up 1.2 s" in page
+
+
+def test_other_benchmarks_section_says_what_did_not_run_and_what_failed() -> None:
+    text = extras.markdown([
+        {"title": "Remote hosts over SSH", "command": "`r`", "skipped": "needs root"},
+        {"title": "Watch", "command": "`w`", "seconds": 3.0, "rc": 2, "error": ["Traceback", "boom"], "report": ""},
+        {"title": "Stack bring-up", "command": "`s`", "seconds": 30.0, "rc": 0, "report": "floor 1.8 s\ntsm 2.0 s"},
+    ], "2026-12-01")
+    assert "### Remote hosts over SSH\n\n`r`\n\nNot run here: needs root." in text
+    assert "Failed with exit code 2:" in text and "boom" in text
+    assert "`s` (30 s)\n\n```\nfloor 1.8 s\ntsm 2.0 s\n```" in text
+    assert set(extras.EXTRAS) == {"stack", "remote", "watch", "tracking"}
+    for _title, argv, _problem in extras.EXTRAS.values():  # every script it names exists
+        assert (ROOT / argv[0]).is_file(), argv[0]
 
 
 def test_wait_port_times_a_real_listener_and_times_out_without_one() -> None:
