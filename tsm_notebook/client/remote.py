@@ -68,11 +68,11 @@ class Host:
         return " ".join(shlex.quote(w) for w in words)
 
 
-def configured_hosts(home: Home | None = None) -> dict[str, Host]:
-    """The hosts of ``config.toml`` in ``home`` (default: the local home), by name."""
+def configured_hosts(home: Any = None) -> dict[str, Host]:
+    """The hosts of ``config.toml`` in ``home`` (a Home or a path; default: the local home), by name."""
     from ..core.config import Config
 
-    home = home or Home.resolve()
+    home = _as_home(home)
     return {name: Host.from_config(name, entry) for name, entry in Config.load(home.config_file).hosts.items()}
 
 
