@@ -276,7 +276,8 @@ class RemoteClient(Client):
 
         The channel ends when the daemon exits (the bridge there sees its socket close), so
         waiting for the end of the channel waits for the daemon, with no request that could
-        start another one."""
+        start another one (nor the ``ping`` that opens the fast path: it would start one)."""
+        self._direct_tried = True
         pid = self.call("kill", keep=keep)["pid"]
         sock = self._sock
         if sock is not None:
