@@ -185,7 +185,7 @@ def test_a_host_that_does_not_answer_fails_its_apps_and_skips_their_dependants_w
     silent = socket.socket()  # c accepts and never speaks: only its timeout ends a wait on it
     silent.bind(("127.0.0.4", 0))
     silent.listen(8)
-    c = dict(hosts.entries["a"], ssh="root@127.0.0.4", timeout="2s")
+    c = dict(hosts.entries["a"], ssh="root@127.0.0.4", timeout="8s")
     c["ssh_options"] = [o if o != str(hosts.servers["a"].port) else str(silent.getsockname()[1]) for o in c["ssh_options"]]
     hosts.add("c", c)
     q = json.dumps
@@ -215,6 +215,9 @@ def test_a_host_that_does_not_answer_fails_its_apps_and_skips_their_dependants_w
         assert marks["gpu@c"].startswith("! ") and "host c" in marks["gpu@c"]
         assert marks["web"].startswith("- ") and "api did not come up" in marks["web"]
         assert marks["db"].startswith("+ ") and marks["free"].startswith("+ ")
+        # nothing waited for c: what needs no host was up before c's timeout ended its wait
+        order = [ln.split()[1] for ln in r.stdout.splitlines()[1:] if ln[:1] in "+!"]
+        assert order.index("free") < order.index("gpu@c") and order.index("db") < order.index("gpu@c"), r.stdout
         assert "tsm: api failed: host b" in r.stderr
         assert {tsm.row(n)["status"] for n in ("db", "free")} == {"online"}
         assert "web" not in {r["name"] for r in tsm.call("ls", all=True)}

@@ -239,24 +239,11 @@ def up(stack: Stack, *, apps: list[str] | tuple[str, ...] | None = None, home: s
 
 def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[str, str] | None, full: bool) -> None:
     threads: list[threading.Thread] = []
+    where = _Where(run, stack, Places(home, [stack.apps[n].host for n in (stack.order if full else selected)]), full)
     try:
-        places = Places(home, [stack.apps[n].host for n in (stack.order if full else selected)])
-
-        def current(c: Client, place: str | None) -> list[dict[str, Any]]:
-            rows = members(c, stack.name)
-            if full:
-                _remove_orphans(run, c, stack, rows, place)
-            return rows
-
-        found = places.each(current)
-        if isinstance(found[None], TsmError):
-            raise found[None]
-        unreachable = {p: r for p, r in found.items() if isinstance(r, TsmError)}
-        kept = {(p, r["spec"].get("app"), _instance(r)): r for p, rows in found.items() if p not in unreachable
-                for r in rows if isinstance(r.get("spec"), dict)}
+        where.start()
         ready = {n: threading.Event() for n in selected}
         failures: dict[str, StackFailed] = {}
-        where = _Where(places, kept, unreachable)
         threads = [threading.Thread(target=_bring_app, args=(run, stack, n, where, ready, failures, env), daemon=True)
                    for n in selected]
         for t in threads:
@@ -272,6 +259,8 @@ def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[s
             if a.state in ("pending", "waiting"):
                 run.set(a, "skipped", "not started")
         raise
+    finally:
+        where.join()
     if run.cancelled.is_set():
         return
     if failures:
@@ -280,11 +269,53 @@ def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[s
 
 
 class _Where:
-    """What the worker threads share: the places, the processes found there by (place, app,
-    instance), and the places that did not answer (their error)."""
+    """What the worker threads share: the places, and what each has of the stack by (app,
+    instance). This machine is asked first (its error ends the bring-up); each host is asked on a
+    thread of its own, so a host that does not answer delays only its apps (to its timeout)."""
 
-    def __init__(self, places: Places, kept: dict, unreachable: dict[str | None, TsmError]) -> None:
-        self.places, self.kept, self.unreachable = places, kept, unreachable
+    def __init__(self, run: StackRun, stack: Stack, places: Places, full: bool) -> None:
+        self.run, self.stack, self.places, self.full = run, stack, places, full
+        self.found: dict[str | None, Any] = {}
+        self.known = {p: threading.Event() for p in places.names}
+        self.threads: list[threading.Thread] = []
+
+    def _ask(self, place: str | None) -> None:
+        try:
+            with self.places.client(place) as c:
+                rows = members(c, self.stack.name)
+                if self.full:
+                    _remove_orphans(self.run, c, self.stack, rows, place)
+            self.found[place] = {(r["spec"].get("app"), _instance(r)): r for r in rows if isinstance(r.get("spec"), dict)}
+        except (TsmError, _Cancelled) as exc:
+            self.found[place] = exc
+        except OSError as exc:
+            from ..core.errors import HostUnreachable
+
+            self.found[place] = HostUnreachable(f"host {place}: {exc}", host=place)
+        finally:
+            self.known[place].set()
+
+    def start(self) -> None:
+        self._ask(None)
+        if isinstance(self.found[None], TsmError):  # (cancelled: each app stops at its first step)
+            raise self.found[None]
+        for place in self.places.names[1:]:
+            t = threading.Thread(target=self._ask, args=(place,), name=f"tsm-stack-host-{place}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def kept(self, place: str | None) -> dict:
+        """What ``place`` has of the stack (waiting for its answer); raises what stopped it."""
+        while not self.known[place].wait(0.05):
+            self.run.check()
+        got = self.found[place]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join()
 
 
 def _remove_orphans(run: StackRun, c: Client, stack: Stack, current: list[dict[str, Any]], place: str | None = None) -> None:
@@ -316,8 +347,7 @@ def _bring_app(run: StackRun, stack: Stack, name: str, where: _Where, ready: dic
                 run.set(progress, "skipped", f"{dep} did not come up" if dep in failures else "not started")
                 return
         run.check()
-        if app.host in where.unreachable:
-            raise where.unreachable[app.host]
+        where.kept(app.host)  # raises why the host did not answer
         with where.places.client(app.host) as c:
             _start_app(run, c, stack, app, progress, where, env)
     except _Cancelled:
@@ -353,7 +383,7 @@ def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppPr
                     progress.ready = spec.ready
         if spec.port_search and previous_port is not None and spec.port is not None:
             spec.port = max(spec.port, previous_port + 1)  # instances of P+ take ports upwards
-        old = where.kept.get((app.host, app.name, i))
+        old = where.kept(app.host).get((app.name, i))
         if old is not None and _same(old["spec"], spec):
             if old["status"] in states.RUNNING or (spec.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
                 row = old  # left alone: its log since it started counts for a log check
