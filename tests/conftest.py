@@ -221,4 +221,97 @@ def spawned(cmd: list[str], **kw) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
 
-__all__ = ["wait_for", "one_line_usage_error", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive", "tsm_threads", "threads_left"]
+class Hosts:
+    """Servers a and b (and any extra [hosts] entries) for the local home of ``tsm``: real sshd
+    on 127.0.0.2 and 127.0.0.3, each with its own remote TSM home (see tests/sshd.py). With
+    ``private``, those servers' homes are on a tmpfs only they see (another machine's disk)."""
+
+    def __init__(self, tsm, base: Path, private: tuple[str, ...] = ()):
+        from sshd import Sshd, keygen
+
+        self.tsm, self.base = tsm, base
+        key = keygen(base / "user_key")
+        self.servers = {n: Sshd(base, n, addr, key, private_home=n in private)
+                        for n, addr in (("a", "127.0.0.2"), ("b", "127.0.0.3"))}
+        self.entries = {n: s.host_entry() for n, s in self.servers.items()}
+        self.remote_homes = [s.remote_home for s in self.servers.values()]
+        tsm.env["TSM_SSH_CONTROL_DIR"] = str(base / "cm")
+        os.environ["TSM_SSH_CONTROL_DIR"] = str(base / "cm")  # the in-process frames share the masters
+        for s in self.servers.values():
+            s.start()
+        self.write()
+
+    def add(self, name: str, entry: dict, remote_home: Path | None = None) -> None:
+        self.entries[name] = entry
+        if remote_home is not None:
+            self.remote_homes.append(remote_home)
+        self.write()
+
+    def write(self) -> None:
+        from sshd import toml_hosts
+
+        (self.tsm.home / "config.toml").write_text(toml_hosts(self.entries))
+
+    def close(self) -> None:
+        from tsm_notebook.client.remote import RemoteClient, close_master, configured_hosts
+        from tsm_notebook.core.paths import Home
+
+        masters = []
+        try:
+            configured = configured_hosts(Home(self.tsm.home))
+            for name, s in self.servers.items():
+                if s.private_home and s.proc is not None and name in configured and owned_pids(s.remote_home):
+                    try:  # its socket is on its own disk: reached the way the tests reach it
+                        RemoteClient(configured[name]).kill(timeout=30)
+                        wait_for(lambda: not owned_pids(s.remote_home), 10, message=f"{name}'s daemon to exit")
+                    except Exception:
+                        pass
+            for host in configured.values():
+                masters.append(close_master(host))
+        finally:
+            for home in self.remote_homes:
+                try:
+                    Client(home, autostart=False).kill(timeout=30)
+                except Exception:
+                    pass
+            for s in self.servers.values():
+                s.stop()
+            os.environ.pop("TSM_SSH_CONTROL_DIR", None)
+        left = [p for home in self.remote_homes for p in owned_pids(home)]
+        what = []
+        for pid in left:
+            try:
+                what.append(" ".join(psutil.Process(pid).cmdline()))
+            except psutil.Error:
+                pass
+            os.kill(pid, signal.SIGKILL)
+        assert not left, f"remote daemons or children left alive: {left}: {what}"
+        wait_for(lambda: not [p for p in masters if p and pid_alive(p)], 10, message="the ssh masters to exit")
+
+
+def _hosts(tsm, private: tuple[str, ...] = ()):
+    base = Path(tempfile.mkdtemp(prefix="tsmh-", dir="/tmp"))
+    h = None
+    try:
+        h = Hosts(tsm, base, private)
+        yield h
+    finally:
+        if h is not None:
+            h.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def hosts(tsm):
+    """Two "hosts" (sshd on loopback, a remote home each); teardown proves both homes are empty of
+    processes and the ssh masters gone."""
+    yield from _hosts(tsm)
+
+
+@pytest.fixture
+def private_hosts(tsm):
+    """:func:`hosts` whose remote homes are each on a disk only its server sees."""
+    yield from _hosts(tsm, ("a", "b"))
+
+
+__all__ = ["wait_for", "one_line_usage_error", "free_port", "accepts", "owned_pids", "Tsm", "PY", "pid_alive", "tsm_threads", "threads_left", "Hosts"]

@@ -27,6 +27,13 @@ def have_sshd() -> bool:
     return os.path.exists(SSHD) and shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None
 
 
+def have_private_homes() -> bool:
+    """Whether this machine lets a server run with a mount namespace of its own (root, unshare)."""
+    if os.getuid() != 0 or shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "--mount", "true"], stdin=subprocess.DEVNULL, capture_output=True).returncode == 0
+
+
 def keygen(path: Path) -> Path:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True,
                    stdin=subprocess.DEVNULL)
@@ -42,8 +49,11 @@ def free_port(addr: str) -> int:
 class Sshd:
     """One sshd on ``addr``: ``start()``, ``stop()``; ``host_entry()`` is its ``[hosts.NAME]`` table."""
 
-    def __init__(self, base: Path, name: str, addr: str, user_key: Path):
+    def __init__(self, base: Path, name: str, addr: str, user_key: Path, *, private_home: bool = False):
         self.name, self.addr, self.user_key = name, addr, user_key
+        # a private home is another machine's disk: the server runs in a mount namespace of its
+        # own with a tmpfs over the remote home, so nothing there can be read from this side
+        self.private_home = private_home
         self.dir = base / name
         self.dir.mkdir(parents=True)
         self.remote_home = base / f"{name}-home"  # the remote TSM_HOME (short: a socket lives there)
@@ -68,7 +78,12 @@ class Sshd:
     def start(self, timeout: float = 10.0) -> None:
         os.makedirs("/run/sshd", exist_ok=True)
         log = open(self.dir / "sshd.log", "ab")
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.config)], stdin=subprocess.DEVNULL,
+        argv = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.private_home:
+            self.remote_home.mkdir(mode=0o700, exist_ok=True)
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                    'mount -t tmpfs -o mode=0700 tsm-remote "$0" && exec "$@"', str(self.remote_home), *argv]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
                                      stdout=log, stderr=log, start_new_session=True)
         log.close()
         deadline = time.monotonic() + timeout

@@ -12,7 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from conftest import PY, ROOT
 from test_browser import CHROMIUM, FLAGS, KERNEL_IDLE, _need_browser, lab
-from test_hosts import hosts, ok  # noqa: F401  (the fixture of two loopback sshd hosts)
+from test_hosts import ok  # (the fixture of two loopback sshd hosts, `hosts`, is in conftest)
 from sshd import have_sshd
 
 pytestmark = [pytest.mark.browser,

@@ -8,81 +8,20 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from conftest import PY, owned_pids, pid_alive, wait_for
-from sshd import Sshd, free_port, have_sshd, keygen, toml_hosts
-from tsm_notebook.client.client import Client
-from tsm_notebook.client.remote import close_master, configured_hosts, master_pid
+from conftest import PY, wait_for
+from sshd import free_port, have_sshd
+from tsm_notebook.client.remote import configured_hosts, master_pid
 from tsm_notebook.core.paths import Home
 from tsm_notebook.core.version import __version__
 
 pytestmark = pytest.mark.skipif(not have_sshd() or os.getuid() != 0, reason="needs openssh-server and root (make test installs it)")
 
 TICKER = "import itertools, time\nfor i in itertools.count():\n    print('tick', i, flush=True)\n    time.sleep(0.1)\n"
-
-
-class Hosts:
-    """Servers a and b (and any extra [hosts] entries) for the local home of ``tsm``."""
-
-    def __init__(self, tsm, base: Path):
-        self.tsm, self.base = tsm, base
-        key = keygen(base / "user_key")
-        self.servers = {"a": Sshd(base, "a", "127.0.0.2", key), "b": Sshd(base, "b", "127.0.0.3", key)}
-        for s in self.servers.values():
-            s.start()
-        self.entries = {n: s.host_entry() for n, s in self.servers.items()}
-        self.remote_homes = [s.remote_home for s in self.servers.values()]
-        tsm.env["TSM_SSH_CONTROL_DIR"] = str(base / "cm")
-        os.environ["TSM_SSH_CONTROL_DIR"] = str(base / "cm")  # the in-process frames share the masters
-        self.write()
-
-    def add(self, name: str, entry: dict, remote_home: Path | None = None) -> None:
-        self.entries[name] = entry
-        if remote_home is not None:
-            self.remote_homes.append(remote_home)
-        self.write()
-
-    def write(self) -> None:
-        (self.tsm.home / "config.toml").write_text(toml_hosts(self.entries))
-
-    def close(self) -> None:
-        masters = []
-        try:
-            for host in configured_hosts(Home(self.tsm.home)).values():
-                masters.append(close_master(host))
-        finally:
-            for home in self.remote_homes:
-                try:
-                    Client(home, autostart=False).kill(timeout=30)
-                except Exception:
-                    pass
-            for s in self.servers.values():
-                s.stop()
-            os.environ.pop("TSM_SSH_CONTROL_DIR", None)
-        left = [p for home in self.remote_homes for p in owned_pids(home)]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-        assert not left, f"remote daemons or children left alive: {left}"
-        wait_for(lambda: not [p for p in masters if p and pid_alive(p)], 10, message="the ssh masters to exit")
-
-
-@pytest.fixture
-def hosts(tsm):
-    base = Path(tempfile.mkdtemp(prefix="tsmh-", dir="/tmp"))
-    h = Hosts(tsm, base)
-    try:
-        yield h
-    finally:
-        h.close()
-        import shutil
-
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def ok(r: subprocess.CompletedProcess) -> str:

@@ -77,3 +77,39 @@ def test_the_bridge_joins_stdin_and_stdout_to_the_daemon(tsm):
     replies = [json.loads(line) for line in r.stdout.splitlines()]
     assert [x["id"] for x in replies] == [1, 2] and all(x["ok"] and x["daemon"] == __version__ for x in replies)
     assert replies[0]["result"]["pid"] == tsm.daemon_pid()
+
+
+def test_a_stack_builds_its_spec_and_probes_readiness_through_the_daemon(tsm, tmp_path, port):
+    """What a stack's bring-up asks the daemon of an app's host: the spec built there (not
+    started), and one readiness probe at a time, made there."""
+    import os
+
+    built = tsm.call("build_spec", build={"command": "sleep 600", "name": "nap", "env": ["A=1"]})
+    assert built["spec"]["cwd"] == os.path.expanduser("~") and built["spec"]["env"] == {"A": "1"}
+    assert built["env"]["PATH"] and "TSM_DAEMON_VERSION" not in built["env"]
+    assert tsm.call("ls") == []  # nothing started
+    with pytest.raises(ProtocolError, match="build_spec needs"):
+        tsm.call("build_spec", build={"command": "sleep 1", "path_env": "/"})
+
+    script = tmp_path / "serve.py"
+    script.write_text("import http.server, os, time\nprint('booting', flush=True)\ntime.sleep(0.3)\n"
+                      "s = http.server.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), http.server.SimpleHTTPRequestHandler)\n"
+                      "print('serving', flush=True)\ns.serve_forever()\n")
+    name = tsm.call("start_build", build={"argv": [PY, str(script)], "name": "web", "port": port})["name"]
+    wait_for(lambda: tsm.call("ready_probe", target=name, ready="port")["ok"], 15, message="the port probe")
+    http = tsm.call("ready_probe", target=name, ready="http://127.0.0.1:$PORT/")
+    assert http["ok"] and http["answer"] == "200 OK" and http["url"] == f"http://127.0.0.1:{port}/"
+    missing = tsm.call("ready_probe", target=name, ready="http://127.0.0.1:$PORT/nope")
+    assert not missing["ok"] and missing["answer"].startswith("404")
+    assert not tsm.call("ready_probe", target=name, ready="http://127.0.0.1:$PORT/", probe=False)["ok"]  # not due: no GET
+    assert tsm.call("ready_probe", target=name, ready={"log": "^serving"})["ok"]
+    sizes = tsm.call("log_sizes", target=name)
+    assert sizes["out"] > 0  # a log check from here on sees only what is written after
+    assert not tsm.call("ready_probe", target=name, ready={"log": "^serving"}, offsets=sizes)["ok"]
+    tsm.call("stop", target=name)
+    stopped = tsm.call("ready_probe", target=name, ready="port")
+    assert not stopped["ok"] and stopped["row"]["status"] == "stopped"
+    tsm.call("start_existing", target=name)
+    wait_for(lambda: tsm.call("ready_probe", target=name, ready="online")["ok"], 15, message="online again")
+    with pytest.raises(ProtocolError, match="unknown readiness"):
+        tsm.call("ready_probe", target=name, ready="sometime")

@@ -279,7 +279,7 @@ def cmd_up(c: Client, ns) -> int:
     from .stackview import Progress
 
     path, name, apps = commands.stack_items(ns.items)
-    st = commands.load_stack(path, env_name=ns.environment) if path else stack.from_records(c, name)
+    st = commands.load_stack(path, env_name=ns.environment, home=c.home) if path else stack.from_records(c, name)
     st.closure(apps)  # an unknown app is bad input (exit 2), refused before anything is printed
     c.call("ping")  # the daemon is up before the threads connect
     print(f"stack {st.name}: {st.path}")
@@ -298,10 +298,11 @@ def cmd_down(c: Client, ns) -> int:
     from .stackview import Progress
 
     path, name, apps = commands.stack_items(ns.items)
-    if name is None:
-        name = commands.load_stack(path, env_name=ns.environment).name
+    st = commands.load_stack(path, env_name=ns.environment, home=c.home) if name is None else None
+    name = st.name if st is not None else name
     try:
-        stack.down(name, apps=apps, home=c.home, on_change=Progress())
+        hosts = stack.hosts_of(st, c.home)
+        stack.down(name, apps=apps, home=c.home, on_change=Progress(), hosts=hosts)
     except TsmError as exc:
         if not exc.fields.get("interrupted"):
             raise

@@ -17,10 +17,13 @@ _MARK = {"ready": "+", "unchanged": "=", "failed": "!", "skipped": "-", "interru
 
 
 def app_line(app: Any) -> str:
-    """``+ api      ready      port 8000 accepts (0.41s)  api-8000``."""
+    """``+ api      ready      port 8000 accepts (0.41s)  api-8000``; an app on another host is
+    named ``app@host`` (``+ train@gpu ready ...``)."""
     took = f" ({app.elapsed:.2f}s)" if app.elapsed is not None and app.state == "ready" else ""
     names = "  " + ", ".join(app.processes) if app.processes and app.processes != [app.name] else ""
-    return f"{_MARK.get(app.state, ' ')} {app.name:<14} {app.state:<10} {app.detail}{took}{names}".rstrip()
+    host = getattr(app, "host", None)
+    label = f"{app.name}@{host}" if host and not app.name.startswith("(host ") and not app.name.endswith(f"@{host}") else app.name
+    return f"{_MARK.get(app.state, ' ')} {label:<14} {app.state:<10} {app.detail}{took}{names}".rstrip()
 
 
 class Progress:

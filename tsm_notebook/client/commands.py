@@ -411,20 +411,27 @@ def stack_items(items: list[str]) -> tuple[str | None, str | None, list[str]]:
 
 
 def load_stack(path: str, *, env_name: str | None = None, text: str | None = None,
-               environ: dict[str, str] | None = None, cwd: str | None = None):
-    """The validated :class:`~tsm_notebook.core.stackfile.Stack` of ``path`` (or of ``text``)."""
+               environ: dict[str, str] | None = None, cwd: str | None = None, home: Any = None,
+               hosts: Any = None):
+    """The validated :class:`~tsm_notebook.core.stackfile.Stack` of ``path`` (or of ``text``); an
+    app's ``host`` is one of ``hosts`` (default: those of the local home's ``config.toml``)."""
     from ..core import stackfile
-    from .stackspec import spec_from_options
+    from .stackspec import build_from_options, spec_from_options
 
     environ = dict(os.environ if environ is None else environ)
     path = os.path.join(cwd or os.getcwd(), path)
+    if hosts is None:
+        from .remote import configured_hosts
+
+        hosts = configured_hosts(home)
 
     def build(options, *, base_cwd, name):
         return spec_from_options(options, base_cwd=base_cwd, name=name, env=environ)
 
+    kw = dict(env_name=env_name, environ=environ, hosts=list(hosts), build_remote=build_from_options)
     if text is not None:
-        return stackfile.parse_text(text, path, build, env_name=env_name, environ=environ)
-    return stackfile.load(path, build, env_name=env_name, environ=environ)
+        return stackfile.parse_text(text, path, build, **kw)
+    return stackfile.load(path, build, **kw)
 
 
 def convert(path: str) -> str:

@@ -68,11 +68,11 @@ class Host:
         return " ".join(shlex.quote(w) for w in words)
 
 
-def configured_hosts(home: Home | None = None) -> dict[str, Host]:
-    """The hosts of ``config.toml`` in ``home`` (default: the local home), by name."""
+def configured_hosts(home: Any = None) -> dict[str, Host]:
+    """The hosts of ``config.toml`` in ``home`` (a Home or a path; default: the local home), by name."""
     from ..core.config import Config
 
-    home = home or Home.resolve()
+    home = _as_home(home)
     return {name: Host.from_config(name, entry) for name, entry in Config.load(home.config_file).hosts.items()}
 
 
@@ -276,7 +276,8 @@ class RemoteClient(Client):
 
         The channel ends when the daemon exits (the bridge there sees its socket close), so
         waiting for the end of the channel waits for the daemon, with no request that could
-        start another one."""
+        start another one (nor the ``ping`` that opens the fast path: it would start one)."""
+        self._direct_tried = True
         pid = self.call("kill", keep=keep)["pid"]
         sock = self._sock
         if sock is not None:

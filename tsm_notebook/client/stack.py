@@ -37,9 +37,10 @@ from ..core.spec import LaunchSpec
 from ..core.stackfile import Stack
 from .client import Client
 from . import commands
+from .stackhosts import Places, remote_spec
 from .stackready import log_sizes, message, wait_ready
 
-__all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "members", "up"]
+__all__ = ["AppProgress", "StackRun", "dependency_order", "down", "from_records", "hosts_of", "members", "up"]
 
 #: the states an app goes through, in order; ``failed`` and ``skipped`` end a bring-up
 STATES = ("pending", "waiting", "starting", "checking", "ready", "unchanged", "failed", "skipped",
@@ -55,11 +56,12 @@ class _Cancelled(Exception):
 
 class AppProgress:
     """One app's progress: ``state`` (see :data:`STATES`), ``detail`` (why, for a person),
-    ``processes`` (its instances' names), ``elapsed`` (seconds from start to ready)."""
+    ``processes`` (its instances' names), ``elapsed`` (seconds from start to ready), ``host``
+    (where it runs: a host of config.toml, or None for this machine)."""
 
-    __slots__ = ("name", "state", "detail", "processes", "ready", "started", "elapsed", "depends_on")
+    __slots__ = ("name", "state", "detail", "processes", "ready", "started", "elapsed", "depends_on", "host")
 
-    def __init__(self, name: str, ready: Any = None, depends_on: list[str] | None = None) -> None:
+    def __init__(self, name: str, ready: Any = None, depends_on: list[str] | None = None, host: str | None = None) -> None:
         self.name = name
         self.state = "pending"
         self.detail = ""
@@ -68,6 +70,7 @@ class AppProgress:
         self.started: float | None = None
         self.elapsed: float | None = None
         self.depends_on = list(depends_on or ())
+        self.host = host
 
     def to_dict(self) -> dict[str, Any]:
         """The raw values (for JSON and the notebook)."""
@@ -229,21 +232,19 @@ def up(stack: Stack, *, apps: list[str] | tuple[str, ...] | None = None, home: s
     come up, why, and its last log lines; apps already up keep running.
     """
     selected = stack.closure(list(apps or ()))
-    run = StackRun(stack.name, [AppProgress(n, stack.apps[n].ready, stack.apps[n].depends_on) for n in selected], on_change)
+    run = StackRun(stack.name, [AppProgress(n, stack.apps[n].ready, stack.apps[n].depends_on, stack.apps[n].host)
+                                for n in selected], on_change)
     return _run(run, lambda: _up(run, stack, selected, home, env, full=not apps), background, home)
 
 
 def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[str, str] | None, full: bool) -> None:
     threads: list[threading.Thread] = []
+    where = _Where(run, stack, Places(home, [stack.apps[n].host for n in (stack.order if full else selected)]), full)
     try:
-        with Client(home) as c:
-            current = members(c, stack.name)
-            if full:
-                _remove_orphans(run, c, stack, current)
-        kept = {(r["spec"].get("app"), _instance(r)): r for r in current if isinstance(r.get("spec"), dict)}
+        where.start()
         ready = {n: threading.Event() for n in selected}
         failures: dict[str, StackFailed] = {}
-        threads = [threading.Thread(target=_bring_app, args=(run, stack, n, kept, ready, failures, home, env), daemon=True)
+        threads = [threading.Thread(target=_bring_app, args=(run, stack, n, where, ready, failures, env), daemon=True)
                    for n in selected]
         for t in threads:
             t.start()
@@ -258,6 +259,8 @@ def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[s
             if a.state in ("pending", "waiting"):
                 run.set(a, "skipped", "not started")
         raise
+    finally:
+        where.join()
     if run.cancelled.is_set():
         return
     if failures:
@@ -265,23 +268,75 @@ def _up(run: StackRun, stack: Stack, selected: list[str], home: Any, env: dict[s
         raise failures[first]
 
 
-def _remove_orphans(run: StackRun, c: Client, stack: Stack, current: list[dict[str, Any]]) -> None:
-    """Stop and delete the processes of the stack the file no longer has."""
+class _Where:
+    """What the worker threads share: the places, and what each has of the stack by (app,
+    instance). This machine is asked first (its error ends the bring-up); each host is asked on a
+    thread of its own, so a host that does not answer delays only its apps (to its timeout)."""
+
+    def __init__(self, run: StackRun, stack: Stack, places: Places, full: bool) -> None:
+        self.run, self.stack, self.places, self.full = run, stack, places, full
+        self.found: dict[str | None, Any] = {}
+        self.known = {p: threading.Event() for p in places.names}
+        self.threads: list[threading.Thread] = []
+
+    def _ask(self, place: str | None) -> None:
+        try:
+            with self.places.client(place) as c:
+                rows = members(c, self.stack.name)
+                if self.full:
+                    _remove_orphans(self.run, c, self.stack, rows, place)
+            self.found[place] = {(r["spec"].get("app"), _instance(r)): r for r in rows if isinstance(r.get("spec"), dict)}
+        except (TsmError, _Cancelled) as exc:
+            self.found[place] = exc
+        except OSError as exc:
+            from ..core.errors import HostUnreachable
+
+            self.found[place] = HostUnreachable(f"host {place}: {exc}", host=place)
+        finally:
+            self.known[place].set()
+
+    def start(self) -> None:
+        self._ask(None)
+        if isinstance(self.found[None], TsmError):  # (cancelled: each app stops at its first step)
+            raise self.found[None]
+        for place in self.places.names[1:]:
+            t = threading.Thread(target=self._ask, args=(place,), name=f"tsm-stack-host-{place}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def kept(self, place: str | None) -> dict:
+        """What ``place`` has of the stack (waiting for its answer); raises what stopped it."""
+        while not self.known[place].wait(0.05):
+            self.run.check()
+        got = self.found[place]
+        if isinstance(got, BaseException):
+            raise got
+        return got
+
+    def join(self) -> None:
+        for t in self.threads:
+            t.join()
+
+
+def _remove_orphans(run: StackRun, c: Client, stack: Stack, current: list[dict[str, Any]], place: str | None = None) -> None:
+    """Stop and delete the processes of the stack at ``place`` the file no longer has there."""
     for r in reversed(current):
         app = stack.apps.get(r["spec"].get("app"))
-        if app is None or _instance(r) >= app.instances:
+        if app is None or app.host != place or _instance(r) >= app.instances:
             run.check()
             c.call("delete", target=r["name"])
-            gone = AppProgress(r["name"] if r["name"] not in run.apps else f"{r['name']} (removed)")
+            label = r["name"] if place is None else f"{r['name']}@{place}"
+            gone = AppProgress(label if label not in run.apps else f"{label} (removed)", host=place)
             gone.processes = [r["name"]]
             with run.lock:  # shown like the file's apps: what `up` did is all on screen
                 run.apps[gone.name] = gone
-            why = "no longer in the file" if app is None else f"{app.name} has {app.instances} instance(s) now"
+            why = ("no longer in the file" if app is None else f"{app.name} runs on {app.host or 'this machine'} now"
+                   if app.host != place else f"{app.name} has {app.instances} instance(s) now")
             run.set(gone, "removed", why)
 
 
-def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[str, threading.Event],
-               failures: dict[str, StackFailed], home: Any, env: dict[str, str] | None) -> None:
+def _bring_app(run: StackRun, stack: Stack, name: str, where: _Where, ready: dict[str, threading.Event],
+               failures: dict[str, StackFailed], env: dict[str, str] | None) -> None:
     app, progress = stack.apps[name], run.apps[name]
     try:
         run.set(progress, "waiting", "for " + ", ".join(app.depends_on) if app.depends_on else "")
@@ -292,8 +347,9 @@ def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[s
                 run.set(progress, "skipped", f"{dep} did not come up" if dep in failures else "not started")
                 return
         run.check()
-        with Client(home) as c:
-            _start_app(run, c, stack, app, progress, kept, env)
+        where.kept(app.host)  # raises why the host did not answer
+        with where.places.client(app.host) as c:
+            _start_app(run, c, stack, app, progress, where, env)
     except _Cancelled:
         if progress.processes:
             run.set(progress, "interrupted", "started, not yet ready")
@@ -310,50 +366,59 @@ def _bring_app(run: StackRun, stack: Stack, name: str, kept: dict, ready: dict[s
         ready[name].set()
 
 
-def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppProgress, kept: dict,
+def _start_app(run: StackRun, c: Client, stack: Stack, app: Any, progress: AppProgress, where: _Where,
                env: dict[str, str] | None) -> None:
     progress.started = time.monotonic()
     run.set(progress, "starting", "")
-    names, changed, offsets = [], False, {}
+    names, changed, offsets, kinds = [], False, {}, {}
     previous_port: int | None = None
-    for i, spec in enumerate(app.specs):
+    for i in range(app.instances):
         run.check()
-        spec = copy.deepcopy(spec)
+        if app.host is None:
+            spec, child_env = copy.deepcopy(app.specs[i]), None
+        else:  # built by its host: that machine's paths, PATH and environment
+            spec, child_env = remote_spec(c, app, i, stack.name)
+            if progress.ready is None:
+                with run.lock:
+                    progress.ready = spec.ready
         if spec.port_search and previous_port is not None and spec.port is not None:
             spec.port = max(spec.port, previous_port + 1)  # instances of P+ take ports upwards
-        old = kept.get((app.name, i))
+        old = where.kept(app.host).get((app.name, i))
         if old is not None and _same(old["spec"], spec):
-            if old["status"] in states.RUNNING or (app.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
+            if old["status"] in states.RUNNING or (spec.ready == "exit" and old["status"] == states.STOPPED and old.get("exit_code") == 0):
                 row = old  # left alone: its log since it started counts for a log check
             else:
-                offsets[old["name"]] = log_sizes(old)
+                offsets[old["name"]] = log_sizes(c, old["name"])
                 row = c.call("start_existing", target=old["name"])[0]
                 changed = True
         else:
             if old is not None:
-                offsets[old["name"]] = log_sizes(old)
+                offsets[old["name"]] = log_sizes(c, old["name"])
                 if old["status"] in states.ALIVE | states.RUNNING:
                     c.call("stop", target=old["name"])
-            row = _start(c, spec, app, env)
+            row = _start(c, spec, app, env, child_env)
             if old is not None and row["name"] != old["name"]:
                 c.call("delete", target=old["name"])
             changed = True
         names.append(row["name"])
+        kinds[row["name"]] = spec.ready
         previous_port = row.get("port")
         with run.lock:
             progress.processes = list(names)
     run.set(progress, "checking", "")
-    details = [wait_ready(run, c, stack.name, app, n, offsets.get(n, {})) for n in names]
+    details = [wait_ready(run, c, stack.name, app, n, offsets.get(n, {}), kinds[n]) for n in names]
     for n, detail in zip(names, details):  # the history shows when each app was ready for its dependants
         c.call("ready", target=n, reason=detail)
     progress.elapsed = time.monotonic() - progress.started
     run.set(progress, "ready" if changed else "unchanged", details[0] if len(details) == 1 else f"{len(details)} instances: {details[0]}")
 
 
-
-
-def _start(c: Client, spec: LaunchSpec, app: Any, env: dict[str, str] | None) -> dict[str, Any]:
+def _start(c: Client, spec: LaunchSpec, app: Any, env: dict[str, str] | None,
+           child_env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Start ``spec``: with the caller's environment, or ``child_env`` (the host's, for an app there)."""
     try:
+        if child_env is not None:
+            return c.call("start", spec=spec.to_dict(), env=child_env, smart=True)
         return commands.start(c, spec, env)
     except StartFailed as exc:
         lines = list(exc.fields.get("stderr") or ())
@@ -406,41 +471,4 @@ def dependency_order(deps: dict[str, list[str]]) -> list[str]:
     return done
 
 
-def down(name: str, *, apps: list[str] | tuple[str, ...] | None = None, home: str | Home | None = None,
-         on_change: Callable[..., None] | None = None, background: bool = False) -> StackRun:
-    """Stop the processes of stack ``name`` in reverse dependency order (dependants first), from
-    what the daemon recorded (the file is not needed). With ``apps``, those and the apps that
-    depend on them. Raises ProcessNotFound when the stack has no process."""
-    with Client(home) as c:
-        rows = c.call("describe", target=f"stack:{name}")
-    by_app: dict[str, list[dict[str, Any]]] = {}
-    deps: dict[str, list[str]] = {}
-    for r in rows:
-        spec = r.get("spec") or {}
-        app = spec.get("app") or r["name"]
-        by_app.setdefault(app, []).append(r)
-        deps[app] = list(spec.get("depends_on") or ())
-    order = dependency_order(deps)
-    if apps:
-        unknown = [a for a in apps if a not in deps]
-        if unknown:
-            raise ProcessNotFound(f"stack {name!r} has no app {unknown[0]!r} (apps: {', '.join(order)})", target=unknown[0])
-        chosen = set(apps)
-        for a in order:  # and whatever depends on a chosen one
-            if set(deps[a]) & chosen:
-                chosen.add(a)
-        order = [a for a in order if a in chosen]
-    progress = [AppProgress(a, depends_on=deps[a]) for a in reversed(order)]
-    run = StackRun(name, progress, on_change, verb="down")
-
-    def body() -> None:
-        with Client(home) as c:
-            for p in progress:
-                if run.cancelled.is_set():
-                    break
-                p.processes = [r["name"] for r in by_app[p.name]]
-                run.set(p, "stopping")
-                rows = [c.call("stop", target=n)[0] for n in p.processes]
-                run.set(p, "stopped", ", ".join(f"{r['name']} {r['status']}" for r in rows))
-
-    return _run(run, body, background, home)
+from .stackdown import down, hosts_of  # noqa: E402  (its own module; it builds on the above)

@@ -21,7 +21,7 @@ from ..core.errors import UsageError
 from ..core.spec import DURATION_OPTIONS, LaunchSpec
 from ..core.units import parse_bool, parse_duration
 
-__all__ = ["option_keys", "spec_from_options", "start_parser"]
+__all__ = ["build_from_options", "option_keys", "spec_from_options", "start_parser"]
 
 #: options of `tsm start` that are not app keys: the name is the app's table, the cell's language
 #: belongs to %%tsm
@@ -102,13 +102,8 @@ def _blame(message: str, given: list[str]) -> str | None:
     return None
 
 
-def spec_from_options(options: Mapping[str, Any], *, base_cwd: str, name: str | None = None,
-                      env: dict[str, str] | None = None) -> LaunchSpec:
-    """The :class:`LaunchSpec` of an app's ``options`` (``cmd`` or ``argv`` plus ``tsm start``
-    keys); ``cwd`` and ``env_file`` are relative to ``base_cwd``. Raises UsageError with a ``key``
-    field naming the key at fault; an unknown key is refused with the list of known ones."""
-    from . import commands
-
+def _namespace(options: Mapping[str, Any], name: str | None) -> argparse.Namespace:
+    """The parsed ``tsm start`` that ``options`` stand for. Raises UsageError with a ``key``."""
     keys = option_keys()
     ns = argparse.Namespace(**{a.dest: (list(a.default) if isinstance(a.default, list) else a.default)
                                for a in start_parser()._actions if a.dest != argparse.SUPPRESS})
@@ -134,8 +129,37 @@ def spec_from_options(options: Mapping[str, Any], *, base_cwd: str, name: str | 
             close = difflib.get_close_matches(key, [*keys, "cmd", "argv"], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise UsageError(f"unknown option: {hint}(known: {_known()})", key=key)
+    return ns
+
+
+def spec_from_options(options: Mapping[str, Any], *, base_cwd: str, name: str | None = None,
+                      env: dict[str, str] | None = None) -> LaunchSpec:
+    """The :class:`LaunchSpec` of an app's ``options`` (``cmd`` or ``argv`` plus ``tsm start``
+    keys); ``cwd`` and ``env_file`` are relative to ``base_cwd``. Raises UsageError with a ``key``
+    field naming the key at fault; an unknown key is refused with the list of known ones."""
+    from . import commands
+
+    ns = _namespace(options, name)
     try:
         return commands.spec_from_args(ns, cwd=base_cwd, env=env)
     except UsageError as exc:
         key = exc.fields.get("key") or _blame(exc.message, list(options))
         raise UsageError(exc.message, key=key) from None
+
+
+def build_from_options(options: Mapping[str, Any], *, name: str | None = None) -> dict[str, Any]:
+    """The ``build_spec`` keywords of an app that runs on another host (what ``tsm -H HOST
+    start`` sends): every key checked as for a local app, except what depends on the machine
+    (the cwd, the env file, the program and interpreter), which the host checks when it builds
+    the spec. Raises UsageError with a ``key`` field."""
+    from . import commands
+
+    build = commands.spec_kwargs(_namespace(options, name))
+    if build.get("port") is not None:
+        from ..core.cmdline import parse_port
+
+        try:
+            parse_port(build["port"])
+        except UsageError as exc:
+            raise UsageError(exc.message, key="port") from None
+    return build

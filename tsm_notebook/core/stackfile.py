@@ -22,19 +22,29 @@ plus the stack's own keys::
     port = "8000+"
     depends_on = ["db"]
     instances = 2                        # api-8000, api-8001, ... with TSM_INSTANCE = 0, 1, ...
+    [train]
+    cmd = "python train.py"
+    host = "gpu"                         # runs on [hosts.gpu] of config.toml (default: local)
+    depends_on = ["api"]
 
 Which option keys exist is not decided here: the caller passes ``build(options, base_cwd)``, which
 turns the keys of ``tsm start`` into a :class:`~tsm_notebook.core.spec.LaunchSpec` (the client
 derives it from the command grammar, so every option of ``tsm start`` is a key here) and raises
 :class:`UsageError` with a ``key`` field. Every mistake is one :class:`UsageError` naming the
 file, the line and the key: ``tsm.toml:7: api.port: invalid port 'x': ...``.
+
+An app on another host (``host = "NAME"``, a host of ``config.toml``; ``local`` is this machine)
+is not built here: its spec depends on that machine (its paths, its PATH, its environment), so
+``build_remote(options, name=...)`` turns its keys into the keywords the host builds it from
+(checked here as far as they do not depend on the machine), kept in :attr:`App.builds`; its
+:attr:`App.specs` stay empty until the bring-up asks the host. Ports are checked per host.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,10 +55,10 @@ from .paths import check_name
 from .spec import LaunchSpec
 from .units import parse_count, parse_duration
 
-__all__ = ["App", "Stack", "DEFAULT_READY_TIMEOUT", "STACK_KEYS", "FILE_NAMES", "find_file", "load", "parse_text"]
+__all__ = ["App", "Stack", "DEFAULT_READY_TIMEOUT", "STACK_KEYS", "FILE_NAMES", "find_file", "instance_spec", "load", "parse_text"]
 
 #: the keys an app table has besides the options of ``tsm start``
-STACK_KEYS = ("cmd", "argv", "depends_on", "ready", "ready_timeout", "instances")
+STACK_KEYS = ("cmd", "argv", "depends_on", "ready", "ready_timeout", "instances", "host")
 #: what ``tsm up`` looks for in the current directory, in this order
 FILE_NAMES = ("tsm.toml", "Procfile", "ecosystem.json", "ecosystem.config.json")
 DEFAULT_READY_TIMEOUT = 30.0
@@ -58,13 +68,16 @@ _VAR_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}")
 _READY_WORDS = ("port", "online", "exit")
 
 Build = Callable[..., LaunchSpec]
+BuildRemote = Callable[..., dict]
+LOCAL = "local"
 
 
 class App:
     """One app of a stack: its options (as written, environment applied), what it depends on,
-    when it counts as ready, its instances, and the line it starts on."""
+    when it counts as ready, its instances, the line it starts on, and its ``host`` (a name of
+    ``config.toml``'s hosts, or None for this machine)."""
 
-    __slots__ = ("name", "options", "depends_on", "ready", "ready_timeout", "instances", "line", "specs")
+    __slots__ = ("name", "options", "depends_on", "ready", "ready_timeout", "instances", "line", "specs", "host", "builds")
 
     def __init__(self, name: str, options: dict[str, Any], depends_on: list[str], ready: Any,
                  ready_timeout: float, instances: int, line: int | None) -> None:
@@ -75,10 +88,13 @@ class App:
         self.ready_timeout = ready_timeout
         self.instances = instances
         self.line = line
-        self.specs: list[LaunchSpec] = []  # one per instance, filled by load()
+        self.specs: list[LaunchSpec] = []  # one per instance, filled by load() (on this machine)
+        self.host: str | None = None
+        self.builds: list[dict[str, Any]] = []  # one per instance of an app on another host
 
     def __repr__(self) -> str:
-        return f"App({self.name!r}, depends_on={self.depends_on!r}, ready={self.ready!r}, instances={self.instances})"
+        on = f", host={self.host!r}" if self.host else ""
+        return f"App({self.name!r}, depends_on={self.depends_on!r}, ready={self.ready!r}, instances={self.instances}{on})"
 
 
 class Stack:
@@ -142,10 +158,13 @@ def kind_of(path: str | os.PathLike[str]) -> str:
 
 
 def load(path: str | os.PathLike[str], build: Build, *, env_name: str | None = None,
-         environ: Mapping[str, str] | None = None, text: str | None = None) -> Stack:
+         environ: Mapping[str, str] | None = None, text: str | None = None,
+         hosts: Collection[str] = (), build_remote: BuildRemote | None = None) -> Stack:
     """Read and validate the stack file at ``path`` (or ``text`` as if read from it); build one
     spec per instance with ``build``. ``env_name`` picks an ``[env.NAME]`` section; ``${VAR}`` is
-    taken from ``environ`` (default ``os.environ``), then the file's ``[env]``. Raises UsageError."""
+    taken from ``environ`` (default ``os.environ``), then the file's ``[env]``. ``hosts`` are the
+    names an app's ``host`` may give, ``build_remote`` makes the build keywords of an app there.
+    Raises UsageError."""
     path = os.path.abspath(os.fspath(path))
     if text is None:
         try:
@@ -154,11 +173,12 @@ def load(path: str | os.PathLike[str], build: Build, *, env_name: str | None = N
             raise UsageError(f"{path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise UsageError(f"{path}: cannot read it: {exc}") from None
-    return parse_text(text, path, build, env_name=env_name, environ=environ)
+    return parse_text(text, path, build, env_name=env_name, environ=environ, hosts=hosts, build_remote=build_remote)
 
 
 def parse_text(text: str, path: str, build: Build, *, env_name: str | None = None,
-               environ: Mapping[str, str] | None = None, kind: str | None = None) -> Stack:
+               environ: Mapping[str, str] | None = None, kind: str | None = None,
+               hosts: Collection[str] = (), build_remote: BuildRemote | None = None) -> Stack:
     """:func:`load` for text already read (``kind``: toml, procfile or ecosystem; default from the name)."""
     from . import stackformats
 
@@ -171,7 +191,7 @@ def parse_text(text: str, path: str, build: Build, *, env_name: str | None = Non
         raw, lines = stackformats.read_procfile(text, shown, environ, os.path.dirname(path))
     else:
         raw, lines = stackformats.read_ecosystem(text, shown)
-    return _validate(raw, path, shown, lines, build, env_name, environ)
+    return _validate(raw, path, shown, lines, build, env_name, environ, hosts, build_remote)
 
 
 # ---------------------------------------------------------------------- validation
@@ -285,7 +305,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 
 def _validate(raw: dict[str, Any], path: str, shown: str, lines: Any, build: Build, env_name: str | None,
-              environ: Mapping[str, str]) -> Stack:
+              environ: Mapping[str, str], hosts: Collection[str] = (), build_remote: BuildRemote | None = None) -> Stack:
     def err(where: tuple[str, ...], message: str) -> UsageError:
         return _fail(shown, lines, where, message)
 
@@ -308,32 +328,62 @@ def _validate(raw: dict[str, Any], path: str, shown: str, lines: Any, build: Bui
         except UsageError as exc:
             raise err((app_name,), exc.message) from None
         table = _expand(_merge(table, overrides.get(app_name, {})), lookup, (app_name,), err)
-        apps[app_name] = _app(app_name, table, variables, err, lines)
+        apps[app_name] = _app(app_name, table, variables, err, lines, hosts)
     ordered = _dependency_order(apps, err)
     base_cwd = os.path.dirname(path)
     for app in ordered.values():
-        app.specs = _specs(app, name, base_cwd, build, err)
+        if app.host is None:
+            app.specs = _specs(app, name, base_cwd, build, err)
+        else:
+            app.builds = _builds(app, build_remote, err)
     _check_ports([apps[n] for n in tables], lines, err)
     return Stack(name, path, ordered)
 
 
 def _check_ports(apps: list[App], lines: Any, err: Callable[..., UsageError]) -> None:
-    """Refuse two apps that would listen on the same port (an instance's port is its app's plus
-    its index, as it starts): the second would only fail at its start, or, worse, count as ready
-    on the first's port."""
-    owner: dict[int, App] = {}
+    """Refuse two apps of one host that would listen on the same port (an instance's port is its
+    app's plus its index, as it starts): the second would only fail at its start, or, worse,
+    count as ready on the first's port. An app on another host is checked by its ``port`` key."""
+    owner: dict[tuple[str | None, int], App] = {}
     for app in apps:
-        for spec in app.specs:
-            if spec.port is None:
+        ports = [spec.port for spec in app.specs]
+        if app.host is not None:
+            ports = [_remote_port(b, i) for i, b in enumerate(app.builds)]
+        for port in ports:
+            if port is None:
                 continue
-            first = owner.setdefault(spec.port, app)
+            first = owner.setdefault((app.host, port), app)
             if first is not app:
                 line = lines.find((first.name, "port")) or first.line
                 at = f" (line {line})" if line else ""
-                raise err((app.name, "port"), f"port {spec.port} is also {first.name}'s{at}: give each app its own port")
+                raise err((app.name, "port"), f"port {port} is also {first.name}'s{at}: give each app its own port")
 
 
-def _app(name: str, table: dict[str, Any], variables: dict[str, str], err: Callable[..., UsageError], lines: Any) -> App:
+def _remote_port(build: dict[str, Any], index: int) -> int | None:
+    from .cmdline import parse_port
+
+    if build.get("port") is None or build.get("no_port"):
+        return None
+    try:
+        return parse_port(build["port"])[0] + index
+    except UsageError:
+        return None  # refused when built, by the host
+
+
+def _host(name: str, value: Any, hosts: Collection[str], err: Callable[..., UsageError]) -> str | None:
+    """The app's host: None for this machine (no key, or ``local``), else a name of ``hosts``."""
+    if not isinstance(value, str) or not value.strip():
+        raise err((name, "host"), "must be a host's name (a [hosts.NAME] of config.toml, or \"local\")")
+    if value == LOCAL:
+        return None
+    if value not in hosts:
+        known = ", ".join(sorted(hosts)) or "none yet: add one with `tsm hosts add NAME user@host`"
+        raise err((name, "host"), f"unknown host {value!r} (the hosts of config.toml: {known})")
+    return value
+
+
+def _app(name: str, table: dict[str, Any], variables: dict[str, str], err: Callable[..., UsageError], lines: Any,
+         hosts: Collection[str] = ()) -> App:
     if "name" in table:
         raise err((name, "name"), f"an app's name is its table's name ([{name}])")
     if ("cmd" in table) == ("argv" in table):
@@ -355,7 +405,8 @@ def _app(name: str, table: dict[str, Any], variables: dict[str, str], err: Calla
     except UsageError as exc:
         raise err((name, "instances"), exc.message.split(": ", 1)[-1]) from None
     ready = _ready(table["ready"], (name, "ready"), err) if "ready" in table else None
-    options = {k: v for k, v in table.items() if k not in ("depends_on", "ready", "ready_timeout", "instances")}
+    host = _host(name, table["host"], hosts, err) if "host" in table else None
+    options = {k: v for k, v in table.items() if k not in ("depends_on", "ready", "ready_timeout", "instances", "host")}
     if variables:
         env = options.get("env", {})
         if isinstance(env, dict):
@@ -364,7 +415,9 @@ def _app(name: str, table: dict[str, Any], variables: dict[str, str], err: Calla
         if options.get("autorestart") is True:
             raise err((name, "autorestart"), "a one-shot job (ready = \"exit\") cannot autorestart")
         options.setdefault("autorestart", False)
-    return App(name, options, list(dict.fromkeys(deps)), ready, timeout, instances, lines.find((name,)))
+    app = App(name, options, list(dict.fromkeys(deps)), ready, timeout, instances, lines.find((name,)))
+    app.host = host
+    return app
 
 
 def _dependency_order(apps: dict[str, App], err: Callable[..., UsageError]) -> dict[str, App]:
@@ -394,29 +447,57 @@ def _dependency_order(apps: dict[str, App], err: Callable[..., UsageError]) -> d
     return done
 
 
+def _instance_options(app: App, i: int) -> dict[str, Any]:
+    options = dict(app.options)
+    if app.instances > 1:
+        env = options.get("env", {})
+        options["env"] = {**env, "TSM_INSTANCE": str(i)} if isinstance(env, dict) else env
+    return options
+
+
+def _blamed(app: App, exc: UsageError, err: Callable[..., UsageError]) -> UsageError:
+    key = exc.fields.get("key")
+    message = exc.message[len(key) + 2:] if key and exc.message.startswith(f"{key}: ") else exc.message
+    return err((app.name, key) if key else (app.name,), message)
+
+
+def instance_spec(spec: LaunchSpec, app: App, i: int, stack: str) -> LaunchSpec:
+    """``spec`` (built from the options of instance ``i`` of ``app``) made that instance of the
+    stack's app: its port (``P + i``) or name (``app-i``), and the stack's fields. Used here and,
+    for an app on another host, once that host has built the spec."""
+    if app.instances > 1:
+        if spec.port is not None:
+            spec.port += i  # web-8000, web-8001, ... (a P+ search starts from here)
+        else:
+            spec.name = f"{app.name}-{i}"
+    spec.stack, spec.app = stack, app.name
+    spec.depends_on = list(app.depends_on)
+    spec.ready = app.ready if app.ready is not None else ("port" if spec.port is not None else "online")
+    spec.ready_timeout = app.ready_timeout
+    return spec
+
+
 def _specs(app: App, stack: str, base_cwd: str, build: Build, err: Callable[..., UsageError]) -> list[LaunchSpec]:
     specs = []
     for i in range(app.instances):
-        options = dict(app.options)
-        if app.instances > 1:
-            env = options.get("env", {})
-            options["env"] = {**env, "TSM_INSTANCE": str(i)} if isinstance(env, dict) else env
         try:
-            spec = build(options, base_cwd=base_cwd, name=app.name)
+            spec = build(_instance_options(app, i), base_cwd=base_cwd, name=app.name)
         except UsageError as exc:
-            key = exc.fields.get("key")
-            message = exc.message[len(key) + 2:] if key and exc.message.startswith(f"{key}: ") else exc.message
-            raise err((app.name, key) if key else (app.name,), message) from None
-        if app.instances > 1:
-            if spec.port is not None:
-                spec.port += i  # web-8000, web-8001, ... (a P+ search starts from here)
-            else:
-                spec.name = f"{app.name}-{i}"
-        spec.stack, spec.app = stack, app.name
-        spec.depends_on = list(app.depends_on)
-        spec.ready = app.ready if app.ready is not None else ("port" if spec.port is not None else "online")
-        spec.ready_timeout = app.ready_timeout
-        specs.append(spec)
+            raise _blamed(app, exc, err) from None
+        specs.append(instance_spec(spec, app, i, stack))
     if app.ready is None:
         app.ready = specs[0].ready
     return specs
+
+
+def _builds(app: App, build_remote: BuildRemote | None, err: Callable[..., UsageError]) -> list[dict[str, Any]]:
+    """The build keywords of each instance of an app on another host (see the module's docstring)."""
+    if build_remote is None:
+        raise err((app.name, "host"), "this reader of stack files cannot start apps on other hosts")
+    builds = []
+    for i in range(app.instances):
+        try:
+            builds.append(build_remote(_instance_options(app, i), name=app.name))
+        except UsageError as exc:
+            raise _blamed(app, exc, err) from None
+    return builds  # app.ready stays None without the key: port or online, once its host built the spec

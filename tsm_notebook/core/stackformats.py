@@ -131,7 +131,7 @@ _PM2_KEYS = {
     "max_restarts": "max_restarts", "min_uptime": "min_uptime", "restart_delay": "restart_delay",
     "exp_backoff_restart_delay": "exp_backoff", "max_memory_restart": "max_memory",
     "kill_timeout": "kill_timeout", "interpreter": "interpreter", "time": "time", "port": "port",
-    "depends_on": "depends_on", "ready": "ready", "ready_timeout": "ready_timeout",
+    "depends_on": "depends_on", "ready": "ready", "ready_timeout": "ready_timeout", "host": "host",
 }  # fmt: skip
 _PM2_MS = frozenset({"min_uptime", "restart_delay", "exp_backoff_restart_delay", "kill_timeout"})
 _PM2_IGNORED = frozenset({"exec_mode", "namespace", "version"})  # cluster mode has no meaning here

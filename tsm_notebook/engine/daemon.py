@@ -29,6 +29,7 @@ from ..core.paths import Home, write_json_atomic
 from ..core.protocol import MAX_LINE, parse_request, reply_error, reply_ok
 from . import signals
 from .handlers import COMMANDS, close_followers
+from . import handlers_stack  # noqa: F401  (registers the stack requests: build_spec, ready_probe, log_sizes)
 from .peer import peer_allowed
 from .managed import Managed
 from .recovery import recover

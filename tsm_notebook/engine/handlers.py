@@ -479,9 +479,6 @@ async def cmd_report(d: Daemon, args: dict) -> list:
     return await _history(d, lambda: report.uptime_report(d.home, since))
 
 
-#: build_spec's keywords a remote start may give (the paths are resolved here, not by the caller)
-
-
 @command("start_build")
 async def cmd_start_build(d: Daemon, args: dict) -> dict:
     """args: {build: build_spec keywords as typed (``tsm -H HOST start``)} -> listing row.
@@ -489,18 +486,8 @@ async def cmd_start_build(d: Daemon, args: dict) -> dict:
     The spec is built on this machine: ``cwd`` and ``env_file`` relative to this user's home
     directory, the program found on the daemon's PATH, and the child inherits the daemon's
     environment (the one its ssh session gave it), not the caller's. Raises as ``start``."""
-    from ..core.spec import build_spec
+    from .handlers_stack import build_here
 
-    import inspect
-
-    keys = set(inspect.signature(build_spec).parameters) - {"base_cwd", "path_env"}
-    build = _arg(args, "build", dict)
-    if build is None or not set(build) <= keys:
-        raise ProtocolError(f"start_build needs 'build' with keys among {', '.join(sorted(keys))}")
-    env = {k: v for k, v in os.environ.items() if k not in ("TSM_NAME", "TSM_ID", "TSM_RUN", "TSM_DAEMON_VERSION")}
-    try:
-        spec = build_spec(**build, base_cwd=os.path.expanduser("~"), path_env=env.get("PATH"))
-    except TypeError as exc:
-        raise ProtocolError(f"malformed build: {exc}") from None
+    spec, env = build_here(_arg(args, "build", dict), "start_build")
     # then exactly as a local `tsm start`: checked, and a re-run returns or replaces its process
     return await cmd_start(d, {"spec": spec.to_dict(), "env": env, "smart": args.get("smart", True)})

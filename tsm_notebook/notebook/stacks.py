@@ -31,21 +31,24 @@ def _ready_text(ready: Any) -> str:
 
 
 def stack_html(name: str, apps: list[dict[str, Any]], *, done: bool, error: str | None, verb: str = "up") -> str:
-    """The table of a stack's apps: name, state, readiness check, detail, processes."""
+    """The table of a stack's apps: name, (host, when one runs elsewhere,) state, readiness
+    check, detail, processes."""
     rows = []
+    on_hosts = any(a.get("host") for a in apps)
     for a in apps:
+        host = f"<td>{html.escape(a.get('host') or 'local')}</td>" if on_hosts else ""
         took = f" ({a['elapsed']:.2f}s)" if a.get("elapsed") is not None and a["state"] == "ready" else ""
         badge = tsm_html.status_badge(_STATE_COLORS.get(a["state"], a["state"])).replace(
             f">{html.escape(_STATE_COLORS.get(a['state'], a['state']))}<", f">{html.escape(a['state'])}<")
         rows.append(
-            f"<tr><td>{html.escape(a['name'])}</td><td>{badge}</td><td>{html.escape(_ready_text(a.get('ready')))}</td>"
+            f"<tr><td>{html.escape(a['name'])}</td>{host}<td>{badge}</td><td>{html.escape(_ready_text(a.get('ready')))}</td>"
             f"<td>{html.escape(a.get('detail') or '')}{took}</td>"
             f"<td>{html.escape(', '.join(a.get('processes') or ()))}</td></tr>")
     state = "failed" if error else ("done" if done else "running")
     head = f"<b>stack {html.escape(name)}</b> <span class='tsm-muted'>{verb}: {state}</span>"
     err = f"<pre style='color:#cf222e;white-space:pre-wrap'>{html.escape(error)}</pre>" if error else ""
     return (f"{tsm_html.STYLE}<div class='tsm-stack'>{head}<table class='tsm-table'><thead><tr><th>app</th>"
-            f"<th>state</th><th>ready when</th><th>detail</th><th>processes</th></tr></thead><tbody>"
+            f"{'<th>host</th>' if on_hosts else ''}<th>state</th><th>ready when</th><th>detail</th><th>processes</th></tr></thead><tbody>"
             f"{''.join(rows)}</tbody></table>{err}</div>")
 
 
@@ -148,7 +151,7 @@ def up(file: str | os.PathLike[str] | None = None, *apps: str, env: str | None =
 
         st = stack_client.from_records(shared_client(home), path[len("stack:"):])
     else:
-        st = commands.load_stack(path, env_name=env, text=text)
+        st = commands.load_stack(path, env_name=env, text=text, home=home)
     result = Stack("up")
     result.run = stack_client.up(st, apps=list(apps), home=home, on_change=result._on_change, background=True)
     return result.wait() if wait else result
@@ -157,16 +160,20 @@ def up(file: str | os.PathLike[str] | None = None, *apps: str, env: str | None =
 def down(stack: str | os.PathLike[str] | None = None, *apps: str, home: str | os.PathLike[str] | Home | None = None,
          wait: bool = True) -> Stack:
     """Stop a stack in reverse dependency order: ``stack`` is its name, ``stack:NAME`` or its file
-    (default: the one in the current directory). Waits unless ``wait=False``."""
-    name = None
+    (default: the one in the current directory), on this machine and on the hosts its apps run
+    on (the file's; for a name, every host of config.toml). Waits unless ``wait=False``."""
+    name, st = None, None
+    home = home if isinstance(home, Home) else Home.resolve(home)
     if stack is not None and not os.path.exists(os.fspath(stack)):
         name = str(stack).removeprefix("stack:")
     if name is None:
         path, name, more = commands.stack_items([os.fspath(stack)] if stack is not None else [])
-        name = name or commands.load_stack(str(path)).name
-    home = home if isinstance(home, Home) else Home.resolve(home)
+        if name is None:
+            st = commands.load_stack(str(path), home=home)
+            name = st.name
     result = Stack("down")
-    result.run = stack_client.down(name, apps=list(apps), home=home, on_change=result._on_change, background=True)
+    result.run = stack_client.down(name, apps=list(apps), home=home, on_change=result._on_change, background=True,
+                                   hosts=stack_client.hosts_of(st, home))
     return result.wait() if wait else result
 
 
