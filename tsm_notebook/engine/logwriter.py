@@ -104,6 +104,7 @@ class LogWriter(RotatedFiles):
         self._prune_due = True
         self._next_age_check = 0.0
         self._active = True  # written to (or changed) since the last full tick
+        self._quiet_until = 0.0  # clock time before which an idle tick has nothing to do
         self._deferred: list[int] = []  # rotated while the stream was busy: compressed once it calms
         self._last_check = float("-inf")
         self._prefix_second = -1
@@ -142,6 +143,7 @@ class LogWriter(RotatedFiles):
         if not data:
             return not self._pending
         self._active = True
+        self._quiet_until = 0.0
         data = self._stamped(data) if self._timestamps else bytes(data)
         if self._pending:
             self._pending += data
@@ -159,6 +161,7 @@ class LogWriter(RotatedFiles):
 
     def retry(self) -> bool:
         """Try to write what is pending; True when nothing is pending any more."""
+        self._quiet_until = 0.0
         if self._closed:
             return not self._pending
         return self._drain_pending()
@@ -180,15 +183,23 @@ class LogWriter(RotatedFiles):
         if self._closed:
             return
         now = self._clock()
+        if now < self._quiet_until:
+            return  # idle, nothing due yet: one comparison (a daemon ticks hundreds of these)
+        rotate_at = (self._opened_at + self._rotate_every if self._rotate_every is not None and self._size > 0
+                     else float("inf"))
         if (
             not (self._active or self._pending or self._jobs or self._rotate_requested or self._prune_due
                  or self._deferred)
             and self._fd is not None
             and now - self._last_check < IDLE_CHECK
             and now < self._next_age_check
-            and not (self._rotate_every is not None and self._size > 0 and now - self._opened_at >= self._rotate_every)
+            and now < rotate_at
         ):
-            return  # an idle writer checks its path every IDLE_CHECK seconds, not every tick
+            # an idle writer checks its path every IDLE_CHECK seconds, not every tick; until the
+            # first thing due, or a call that may change that (write, retry, rotate, ...), ticks
+            # return at once
+            self._quiet_until = min(self._last_check + IDLE_CHECK, self._next_age_check, rotate_at)
+            return
         was_active, self._active = self._active, False
         self._last_check = now
         if self._deferred and not was_active:
@@ -225,6 +236,7 @@ class LogWriter(RotatedFiles):
         """Check the path now rather than at the next idle check (SIGUSR1: an outside rotation
         moved the file), reopening ``current.*`` if it moved."""
         self._last_check = float("-inf")
+        self._quiet_until = 0.0
         self.tick()
 
     def end_line(self) -> bool:
@@ -248,6 +260,7 @@ class LogWriter(RotatedFiles):
         """
         if self._closed or (self._size == 0 and self._file_nl):
             return False
+        self._quiet_until = 0.0
         self._rotate_blocked = False
         self._rotate_requested = True
         if self._fd is not None and self._file_nl:
@@ -260,6 +273,7 @@ class LogWriter(RotatedFiles):
         Compressions running meanwhile are discarded when they finish. Pending bytes (not yet
         written) are kept and written afterwards.
         """
+        self._quiet_until = 0.0
         with self._lock:
             self._generation += 1
         self._failed_compressions.clear()
