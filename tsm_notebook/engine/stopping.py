@@ -3,12 +3,17 @@
 A stop (:meth:`Supervisor.stop`) hands its run to the :class:`Stopper` and waits. Every stop
 handed over in the same turn of the loop (``stop all``, a stack's layer, the daemon's shutdown)
 forms one batch: the batch reads ``/proc`` once, then signals every process group, every marked
-descendant and every cgroup of it, and only then writes the ``stopping`` metadata. One waiter then
-watches every run being stopped, whichever batch it came from: each run has its own deadline (its
-``kill_timeout`` from its signal), and the runs still alive at their deadline get SIGKILL to the
-whole tree together, from one scan. So a stop of N processes that ignore their stop signal takes
-about one kill timeout, not N, and the work per pass of the waiter is a few attribute reads per
-run, plus a syscall or two for a run whose leader exited but whose tree lingers.
+descendant and every cgroup of it. One waiter then watches every run being stopped, whichever
+batch it came from: each run has its own deadline (its ``kill_timeout`` from its signal), and the
+runs still alive at their deadline get SIGKILL to the whole tree together, from one scan; the runs
+that ended are swept (SIGKILL to anything of theirs forked meanwhile) together too, and only then
+recorded ``stopped`` with their ``stop`` event. So a stop of N processes that ignore their stop
+signal takes about one kill timeout, not N, and a pass of the waiter costs a few attribute reads
+per run, plus a syscall or two for a run whose leader exited but whose tree lingers.
+
+``stopping`` is written to ``meta.json`` only for a stop still going after
+:data:`PERSIST_AFTER`: recovery reads ``stopping`` and a running state alike (the process was
+meant to run), so a run that ends sooner goes straight to ``stopped`` on disk.
 
 The waiter also reaps: a flood of exits can overflow the loop's signal wakeup pipe, and a SIGCHLD
 lost there would leave a stopped leader a zombie nobody collects until the next one.
