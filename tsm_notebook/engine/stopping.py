@@ -83,12 +83,18 @@ class Stopper:
         await asyncio.shield(entry.done)
 
     def _signal_queued(self) -> None:
-        batch, self.queued = self.queued, []
+        queued, self.queued = self.queued, []
+        # a leader whose exit was collected since its stop was handed over is signalled by pid too
+        # (checked): only an unreaped leader's pid is sure not to have been reused
+        live = [e for e in queued if not e.run.exited.done()]
+        batch = live + [e for e in queued if e.run.exited.done()]
+        extras: list[list[int]] = []
         try:
             # the whole run: its group, and by marker (or cgroup) what left the group
-            # (each leader is unreaped: stop() handed over only runs whose exit was not collected)
-            extras = self.sup.tracker.signal_runs(
-                [(e.run.pid, e.run.token, signum(e.m.spec.stop_signal)) for e in batch], unreaped=True)
+            for part, unreaped in ((batch[:len(live)], True), (batch[len(live):], False)):
+                if part:
+                    extras += self.sup.tracker.signal_runs(
+                        [(e.run.pid, e.run.token, signum(e.m.spec.stop_signal)) for e in part], unreaped=unreaped)
         except Exception:  # never leave a stop hanging on a bug: the deadline kills them
             log.exception("signalling %d processes failed", len(batch))
             extras = [[] for _ in batch]
