@@ -5,6 +5,7 @@ Usage::
     python bench/run.py                      # full run: bench/results/<date>.json + docs/benchmarks.md
     python bench/run.py --quick              # one repetition, few processes, small logs (seconds)
     python bench/run.py --drivers pm2,supervisor --groups idle,log --json out.json --markdown out.md
+    python bench/run.py --drivers tsm@../old,tsm@. --groups many --many 500 --reps 3   # a before/after
     python bench/run.py --render bench/results/<date>.json   # rewrite docs/benchmarks.md only
 
 The page embeds ``bench/results/<date>.notes.md`` when it exists: the analysis, with profiles, of
@@ -460,6 +461,17 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _sizes(parser: argparse.ArgumentParser, text: str) -> tuple[int, ...]:
+    """``"50,200"`` -> ``(50, 200)``; anything else is a usage error."""
+    try:
+        sizes = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        parser.error(f"sizes must be whole numbers >= 1, comma-separated, not {text!r}")
+    return sizes
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, run the benchmark, write the JSON and the Markdown page."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -467,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="repetitions per row (default 3, quick 1)")
     parser.add_argument("--drivers", help="comma-separated, in turn order (default: tsm if present, pm2, supervisor)")
     parser.add_argument("--groups", help=f"comma-separated subset of {','.join(GROUPS)}")
+    parser.add_argument("--many", help="comma-separated sizes of the many group (default 500,2000; quick 5)")
+    parser.add_argument("--cpu-sizes", help="comma-separated sizes of the idle CPU rows (default 10,50,200)")
+    parser.add_argument("--cpu-window", type=float, help="seconds of each idle CPU window (default 60)")
     parser.add_argument("--json", type=Path, help="results file (default bench/results/<date>[-quick].json)")
     parser.add_argument("--markdown", type=Path, help="page (default docs/benchmarks.md; quick: beside the JSON)")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a new temporary one, removed after)")
@@ -482,8 +497,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     plan = QUICK if args.quick else FULL
+    changes: dict[str, Any] = {}
     if args.reps:
-        plan = Plan(**{**asdict(plan), "reps": args.reps})
+        changes["reps"] = args.reps
+    if args.many:
+        changes["many"] = _sizes(parser, args.many)
+    if args.cpu_sizes:
+        changes["cpu_sizes"] = _sizes(parser, args.cpu_sizes)
+    if args.cpu_window:
+        changes["cpu_window"] = args.cpu_window
+    plan = Plan(**{**asdict(plan), **changes})
     groups = args.groups.split(",") if args.groups else list(GROUPS)
     bad = [g for g in groups if g not in GROUPS]
     if bad:

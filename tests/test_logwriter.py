@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tsm_notebook.core.logread import parse_rotated_name
-from tsm_notebook.engine.logwriter import LogWriter
+from tsm_notebook.engine.logwriter import IDLE_CHECK, LogWriter
 
 MAX = 4096
 FOREVER = dict(retain=None, max_age=None, rotate_every=None)
@@ -402,6 +402,33 @@ def test_deleted_current_file_is_reopened(tmp_path: Path) -> None:
     assert w.write(b"after\n")
     w.close()
     assert (tmp_path / "current.out").read_bytes() == b"after\n"
+
+
+def test_a_quiet_writer_ticked_every_second_still_rotates_and_reopens_on_time(tmp_path: Path) -> None:
+    # idle ticks return at once until something is due: the due things still happen at their tick
+    clock = Clock()
+    start = clock.t
+    w = LogWriter(tmp_path, "out", rotate_every=10.0, clock=clock, retain=None, max_age=None, compress=False)
+    w.write(b"a\n")
+    for second in range(1, 10):
+        clock.t = start + second
+        w.tick()
+    assert not rotated_files(tmp_path), "9 s after the open: not yet"
+    clock.t = start + 10
+    w.tick()
+    assert len(rotated_files(tmp_path)) == 1, "the tick at 10 s rotates"
+    (tmp_path / "current.out").unlink()
+    for second in range(11, 11 + int(IDLE_CHECK) + 1):
+        clock.t = start + second
+        w.tick()
+    assert (tmp_path / "current.out").exists(), "a deleted file is reopened within IDLE_CHECK"
+    w.write(b"b\n")
+    for second in range(12 + int(IDLE_CHECK), 14 + int(IDLE_CHECK)):
+        clock.t = start + second
+        w.tick()  # quiet again
+    assert w.rotate() is True, "a request on a quiet writer acts now, not at its next check"
+    w.close()
+    assert len(rotated_files(tmp_path)) == 2
 
 
 def test_flush_logs_empties_current_and_removes_rotated(tmp_path: Path) -> None:

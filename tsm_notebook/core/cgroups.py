@@ -171,9 +171,10 @@ class Cgroups:
         path = self.path(token)
         return _read_procs(path) if path else []
 
-    def signal(self, token: str | None, sig: int) -> list[int]:
+    def signal(self, token: str | None, sig: int, *, signalled: int | None = None) -> list[int]:
         """Signal every process of the run's cgroup; SIGKILL through ``cgroup.kill`` where it
-        exists. Return the pids found."""
+        exists. Return the pids found. ``signalled`` (the run's leader, just signalled through its
+        group) is not signalled again one by one."""
         path = self.path(token)
         if path is None:
             return []
@@ -182,7 +183,9 @@ class Cgroups:
             return pids
         if sig == signal.SIGKILL and _write(os.path.join(path, "cgroup.kill"), "1"):
             return pids
-        _signal_members(path, pids, sig)
+        others = [p for p in pids if p != signalled]
+        if others:
+            _signal_members(path, others, sig)
         return pids
 
     def remove(self, token: str | None) -> bool:

@@ -250,9 +250,17 @@ def _which(program: str, cwd: str, path_env: str | None) -> str | None:
         path = os.path.join(cwd, os.path.expanduser(program))
         return path if os.path.exists(path) else None
     search = path_env if path_env is not None else os.environ.get("PATH", os.defpath)
-    import shutil  # only when a program must be found: spares `tsm start` its import
-
-    return shutil.which(program, path=search)
+    # shutil.which's search, written out: importing shutil (with bz2, lzma and fnmatch) would
+    # cost every `tsm start` of a bare program name a few milliseconds
+    seen = set()
+    for folder in search.split(os.pathsep) if search else ():
+        if folder in seen:
+            continue
+        seen.add(folder)
+        path = os.path.join(folder, program)
+        if os.path.exists(path) and os.access(path, os.F_OK | os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
 
 
 def _resolve_program(argv: list[str], cwd: str, path_env: str | None) -> list[str]:

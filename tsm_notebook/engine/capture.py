@@ -129,15 +129,23 @@ class Capture:
     def tick(self, m: Managed) -> None:
         """Periodic log upkeep (called every second): the writers' ticks (retries, time rotation,
         pruning), resuming stalled pipes once their writer has caught up, problems reported."""
-        for w in m.writers.values():
+        writers = m.writers
+        troubled = bool(m.problems)
+        for w in writers.values():
             w.tick()
-        for fd, (run, stream) in list(m.stalled.items()):
-            if m.writers[stream].retry():
-                del m.stalled[fd]
-                if run.fds.get(stream) == fd:  # the run may be over: its pipe is read to the end
-                    self.loop.add_reader(fd, self.on_readable, m, run, stream, fd)
-        for stream in m.writers:
-            self.note_problem(m, stream)
+            if not troubled and w.problem:
+                troubled = True
+        if m.stalled:
+            troubled = True  # a retry below may clear (or set) a writer's problem
+            for fd, (run, stream) in list(m.stalled.items()):
+                if writers[stream].retry():
+                    del m.stalled[fd]
+                    if run.fds.get(stream) == fd:  # the run may be over: its pipe is read to the end
+                        self.loop.add_reader(fd, self.on_readable, m, run, stream, fd)
+        # healthy writers and no problem recorded (every idle process, every second): nothing to mirror
+        if troubled:
+            for stream in writers:
+                self.note_problem(m, stream)
 
 
 def _grow_pipe(fd: int) -> None:

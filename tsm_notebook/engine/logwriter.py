@@ -104,6 +104,7 @@ class LogWriter(RotatedFiles):
         self._prune_due = True
         self._next_age_check = 0.0
         self._active = True  # written to (or changed) since the last full tick
+        self._quiet_until = 0.0  # clock time before which an idle tick has nothing to do
         self._deferred: list[int] = []  # rotated while the stream was busy: compressed once it calms
         self._last_check = float("-inf")
         self._prefix_second = -1
@@ -141,7 +142,7 @@ class LogWriter(RotatedFiles):
             raise ValueError("write to a closed LogWriter")
         if not data:
             return not self._pending
-        self._active = True
+        self._active, self._quiet_until = True, 0.0
         data = self._stamped(data) if self._timestamps else bytes(data)
         if self._pending:
             self._pending += data
@@ -167,28 +168,29 @@ class LogWriter(RotatedFiles):
         """Periodic upkeep, about once a second: retries, time rotation, compression results, pruning.
 
         Retries a failed rotation and pending bytes; rotates when ``rotate_every`` seconds have
-        passed since the current file was opened (at once if it is non-empty and at a line
-        boundary, else at the next newline); reopens ``current.*`` if it was deleted under the
-        writer, and follows the path when the file there was replaced, renamed away or its
-        directory moved (at a line boundary, so no line is split by the switch); removes rotated
-        files beyond ``retain`` or older than ``max_age`` whose compression has finished. Costs a
-        ``fstat`` and a ``stat``, plus a directory listing when something changed; a writer with
-        nothing to do (no write since the last check, nothing pending, no rotation or pruning
-        due) does those checks only every ``IDLE_CHECK`` seconds, so hundreds of idle processes
-        cost the daemon almost nothing.
-        """
+        passed since the current file was opened (at once if non-empty and at a line boundary,
+        else at the next newline); reopens ``current.*`` if it was deleted under the writer, and
+        follows the path when the file there was replaced, renamed away or its directory moved (at
+        a line boundary); removes rotated files beyond ``retain`` or older than ``max_age`` whose
+        compression has finished. Costs a ``fstat`` and a ``stat``, and for a writer with nothing
+        to do only every ``IDLE_CHECK`` seconds: in between, its tick is one comparison."""
         if self._closed:
             return
         now = self._clock()
+        if now < self._quiet_until:
+            return  # idle, nothing due yet: one comparison (a daemon ticks hundreds of these)
+        rotate_at = float("inf") if self._rotate_every is None or not self._size else self._opened_at + self._rotate_every
         if (
             not (self._active or self._pending or self._jobs or self._rotate_requested or self._prune_due
                  or self._deferred)
             and self._fd is not None
             and now - self._last_check < IDLE_CHECK
             and now < self._next_age_check
-            and not (self._rotate_every is not None and self._size > 0 and now - self._opened_at >= self._rotate_every)
+            and now < rotate_at
         ):
-            return  # an idle writer checks its path every IDLE_CHECK seconds, not every tick
+            # quiet until the first thing due, or a call that may change that (write, rotate, ...)
+            self._quiet_until = min(self._last_check + IDLE_CHECK, self._next_age_check, rotate_at)
+            return
         was_active, self._active = self._active, False
         self._last_check = now
         if self._deferred and not was_active:
@@ -224,7 +226,7 @@ class LogWriter(RotatedFiles):
     def recheck(self) -> None:
         """Check the path now rather than at the next idle check (SIGUSR1: an outside rotation
         moved the file), reopening ``current.*`` if it moved."""
-        self._last_check = float("-inf")
+        self._last_check = self._quiet_until = float("-inf")
         self.tick()
 
     def end_line(self) -> bool:
@@ -248,6 +250,7 @@ class LogWriter(RotatedFiles):
         """
         if self._closed or (self._size == 0 and self._file_nl):
             return False
+        self._quiet_until = 0.0
         self._rotate_blocked = False
         self._rotate_requested = True
         if self._fd is not None and self._file_nl:
@@ -260,6 +263,7 @@ class LogWriter(RotatedFiles):
         Compressions running meanwhile are discarded when they finish. Pending bytes (not yet
         written) are kept and written afterwards.
         """
+        self._quiet_until = 0.0
         with self._lock:
             self._generation += 1
         self._failed_compressions.clear()

@@ -31,6 +31,7 @@ class Run:
     token: str | None = None  # TSM_RUN: every descendant of this run carries it
     cancel_launch: asyncio.Event = field(default_factory=asyncio.Event)  # a stop arrived mid-launch
     err_mark: tuple[int, int] | None = None  # (inode, size) of current.err at the spawn
+    stopping: bool = False  # a stop has it: the stop, not the reaper, sweeps its tree after the exit
 
 
 class Managed:

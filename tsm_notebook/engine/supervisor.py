@@ -23,7 +23,8 @@ from ..core.errors import PortInUse, ProcessExists, ProcessNotFound, TsmError, U
 from .capture import Capture
 from .launch import Launcher
 from ..core import marker
-from .proctree import decode, group_alive, signum
+from .proctree import decode
+from .stopping import Stopper
 from .tracking import Tracker
 from .managed import Managed, Run
 from ..core.paths import Home, check_own_dir, write_json_atomic, write_text_nofollow
@@ -59,6 +60,7 @@ class Supervisor(Launcher):
         self.children: dict[int, Callable[[int], None]] = {}  # other children (hooks): pid -> on_exit(status)
         self.capture = Capture(self.loop, on_event=on_event, save_meta=self.save_meta)
         self.tracker = Tracker(str(home.root))
+        self.stopper = Stopper(self)
 
     # ------------------------------------------------------------------ ids, lookup, persistence
 
@@ -243,7 +245,9 @@ class Supervisor(Launcher):
         self.capture.drain(m, run)
         code, sig = decode(status)
         # clean tree: nothing of a finished run outlives its leader, not even what left its group
-        self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
+        # (a run being stopped is swept by its stop, with the others of its batch: one scan)
+        if not run.stopping:
+            self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
         self.drop_cgroup(run.token)
         if m.run is not run:
             return
@@ -310,7 +314,8 @@ class Supervisor(Launcher):
     # ------------------------------------------------------------------ stop / restart / delete
 
     async def stop(self, m: Managed, *, final: str = states.STOPPED, event: str = "stop", reason: str | None = None) -> None:
-        """Signal the whole group, wait ``kill_timeout``, SIGKILL what is left; no zombies."""
+        """Signal the whole group, wait ``kill_timeout``, SIGKILL what is left; no zombies. Stops
+        begun in the same turn of the loop are signalled and watched together (:mod:`.stopping`)."""
         if m.restart_timer:
             m.restart_timer.cancel()
             m.restart_timer = None
@@ -321,27 +326,10 @@ class Supervisor(Launcher):
                     self.set_status(m, states.STOPPED, event, reason=reason)
             return
         run.cancel_launch.set()
-        self.set_status(m, states.STOPPING)
-        sig = signum(m.spec.stop_signal)
-        # the whole run: its group, and by marker what left the group (setsid, double fork)
-        extra = self.tracker.signal_run(run.pid, run.token, sig)
-        deadline = self.loop.time() + m.spec.kill_timeout
-        while self.loop.time() < deadline:
-            if run.exited.done() and not group_alive(run.pid) and not marker.any_alive(extra):
-                break
-            await asyncio.sleep(0.01 if self.loop.time() < deadline - 1 else 0.02)
-        else:
-            self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
-            self.on_event(m, "kill", pid=run.pid, reason=f"still alive after kill_timeout {m.spec.kill_timeout}s")
-        try:
-            await asyncio.wait_for(asyncio.shield(run.exited), 5.0)
-        except asyncio.TimeoutError:
-            log.error("%s: pid %s did not exit after SIGKILL", m.name, run.pid)
-        # anything forked during the stop
-        self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=True)
-        code, sig_ = decode(run.exited.result()) if run.exited.done() else (None, None)
-        m.exit_code, m.exit_signal = code, sig_
-        self.set_status(m, final, event, pid=run.pid, exit_code=code, signal=sig_, reason=reason)
+        # in memory at once (an exit from now on is this stop's, never a crash); on disk once
+        # the batch's signals are out
+        m.status = states.check(m.status, states.STOPPING)
+        await self.stopper.stop(m, run, final=final, event=event, reason=reason)
 
     async def restart(self, m: Managed) -> None:
         async with m.busy:
