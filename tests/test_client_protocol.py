@@ -132,3 +132,29 @@ def test_ctrl_c_during_a_cli_call_exits_130_quietly(tsm):
     out, err = p.communicate(timeout=30)
     assert p.returncode == 130 and "Traceback" not in err, err
     tsm.call("stop", target=f"i-{port}")
+
+
+def test_a_long_request_waits_past_the_clients_timeout_and_only_that_one(tsm):
+    """``resurrect`` of many processes outlasts the client's socket timeout on a busy machine: the
+    command line and ``tsm.resurrect()`` wait longer for it (``long_call``), and only for it."""
+    (tsm.home / "config.toml").write_text('[daemon]\nlaunch_window = "1.5s"\n')  # each start takes 1.5 s
+    tsm.run("start", "sleep 600", "--name", "slow", check=True)
+    tsm.run("save", check=True)
+    tsm.run("kill", check=True)
+    c = Client(tsm.home, timeout=0.5)
+    try:
+        got = c.long_call("resurrect", 30)
+        assert got["started"] == ["slow"], got
+        assert c.timeout == 0.5 and c._sock is not None and c._sock.gettimeout() == 0.5  # back to its own
+        c.call("stop", target="slow")
+        c.call("delete", target="slow")
+        with pytest.raises(DaemonError, match=r"did not answer 'resurrect' within 0.5s"):
+            c.call("resurrect")  # the same request on the client's own timeout: the control
+    finally:
+        c.close()
+    from tsm_notebook.cli import main as cli
+    from tsm_notebook.notebook import api
+
+    import inspect
+    for fn in (cli.cmd_resurrect, api.resurrect):  # both front ends ask it this way
+        assert 'long_call("resurrect", RESURRECT_TIMEOUT)' in inspect.getsource(fn)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 from ..client import commands
 from ..core import render
-from ..client.client import Client, flush_history
+from ..client.client import RESURRECT_TIMEOUT, Client, flush_history
 from ..core.errors import TsmError, UsageError
 from ..core.paths import Home
 
@@ -182,7 +182,7 @@ def cmd_save(c: Client, ns) -> int:
 
 
 def cmd_resurrect(c: Client, ns) -> int:
-    r = c.call("resurrect")
+    r = c.long_call("resurrect", RESURRECT_TIMEOUT)
     for name in r["started"]:
         print(f"Started: {name}")
     for name in r["skipped"]:

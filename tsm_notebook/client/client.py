@@ -28,6 +28,9 @@ VERSION_FREE = frozenset({"ping", "kill", "dump"})
 #: (start, restart, stop, delete...) is never re-sent blindly: it may have run already
 IDEMPOTENT = frozenset({"ping", "ls", "describe", "patrol", "history_flush", "doctor", "events", "logs"})
 START_TIMEOUT = 15.0
+#: seconds ``resurrect`` may take: thousands of processes launched at once on a busy machine
+#: take minutes (2,000 Python sleepers on 2 cores: about a minute)
+RESURRECT_TIMEOUT = 900.0
 #: a connect refused with EAGAIN (the listen backlog is full) is retried this long, backing off
 CONNECT_RETRY = 5.0
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the final NUL
@@ -186,7 +189,7 @@ class Client:
                     ) from None
             except socket.timeout:
                 self.close()
-                raise DaemonError(f"the daemon did not answer {cmd!r} within {self.timeout:.0f}s") from None
+                raise DaemonError(f"the daemon did not answer {cmd!r} within {self.timeout:g}s") from None
             except BaseException:
                 self.close()  # interrupted: the reply may still come; never read it as the next one's
                 raise
@@ -200,6 +203,21 @@ class Client:
         if not reply.get("ok"):
             raise from_reply(reply.get("error") or {})
         return reply.get("result")
+
+    def long_call(self, cmd: str, timeout: float, **args: Any) -> Any:
+        """:meth:`call` for a request whose work grows with the number of processes (``resurrect``
+        of thousands on a busy machine): the socket waits up to ``timeout`` seconds for the reply
+        (at least the client's own timeout), then the client's timeout applies again."""
+        saved = self.timeout
+        self.timeout = max(saved, timeout)
+        try:
+            if self._sock is not None:
+                self._sock.settimeout(self.timeout)
+            return self.call(cmd, **args)
+        finally:
+            self.timeout = saved
+            if self._sock is not None:
+                self._sock.settimeout(saved)
 
     def _stale(self) -> bool:
         """True if the open connection was closed by the daemon (readable with nothing to read)."""

@@ -33,7 +33,7 @@ from typing import Any
 from ..client import commands
 from ..core import render
 from . import html as tsm_html
-from ..client.client import Client
+from ..client.client import RESURRECT_TIMEOUT, Client
 from ..core.errors import UsageError
 from ..core.paths import Home
 from .logs_api import LogLines
@@ -73,6 +73,10 @@ class _SharedClient(Client):
     def call(self, cmd: str, **args: Any) -> Any:
         with self.lock:
             return super().call(cmd, **args)
+
+    def long_call(self, cmd: str, timeout: float, **args: Any) -> Any:
+        with self.lock:  # the longer wait is this request's alone
+            return super().long_call(cmd, timeout, **args)
 
     def kill(self, *, keep: bool = False, timeout: float = 60.0) -> int | None:
         with self.lock:
@@ -458,7 +462,7 @@ def resurrect(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str,
 
     Raises UsageError when there is no dump.
     """
-    return shared_client(home).call("resurrect")
+    return shared_client(home).long_call("resurrect", RESURRECT_TIMEOUT)
 
 
 def patrol(*, home: str | os.PathLike[str] | Home | None = None) -> dict[str, Any]:
