@@ -17,7 +17,7 @@ import pytest
 
 from conftest import PY, accepts, free_port, pid_alive, wait_for
 from tsm_notebook import __version__
-from tsm_notebook.core.errors import PortInUse, ProcessExists, ProcessNotFound, StartFailed, VersionMismatch
+from tsm_notebook.core.errors import PortInUse, ProcessExists, ProcessNotFound, ProtocolError, StartFailed, VersionMismatch
 
 SLEEP = f"{PY} -c 'import time; time.sleep(600)'"
 
@@ -209,6 +209,21 @@ def test_ls_table_json_and_all(tsm):
     meta = json.loads((tsm.proc_dir("a") / "meta.json").read_text())
     assert set(meta) <= set(rows[0])
     assert [r["status"] for r in rows] == ["online", "stopped"]
+    assert table[2].split()[:4] == ["0", "a", "-", str(rows[0]["pid"])]  # the table's fields, asked for alone
+    few = tsm.call("ls", fields=["name", "pid", "nope"])
+    assert few == [{"name": "a", "pid": rows[0]["pid"], "nope": None}, {"name": "b", "pid": None, "nope": None}]
+    with pytest.raises(ProtocolError, match="fields"):
+        tsm.call("ls", fields="name")
+
+
+def test_a_table_of_thousands_of_rows_is_aligned_like_a_small_one():
+    from tsm_notebook.core import render
+
+    rows = [[i, f"p{i}", "x" * (i % 7)] for i in range(3000)]
+    lines = render.table(("ID", "Name", "Env"), rows).splitlines()
+    assert lines[0] == "ID    Name   Env" and lines[1] == "----  -----  ------"
+    assert lines[2] == "0     p0" and lines[-1] == "2999  p2999  xxxxxx"
+    assert render.table(("A", "B"), []) == "A  B\n-  -"
 
 
 def test_describe_by_name_and_id(tsm):

@@ -56,7 +56,8 @@ def _each(action: str, verb: str) -> Callable[[Client, Any], int]:
 
 
 def cmd_ls(c: Client, ns) -> int:
-    rows = c.call("ls", all=ns.all)
+    # the table needs ten fields of each row: asking for those alone keeps thousands of rows quick
+    rows = c.call("ls", all=ns.all, **({} if ns.json or ns.group else {"fields": list(render.LS_FIELDS)}))
     if ns.json:
         _print_json(rows)
     elif ns.group:

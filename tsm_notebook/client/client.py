@@ -250,11 +250,18 @@ class Client:
 
     def _readline(self) -> bytes:
         assert self._sock is not None
-        while b"\n" not in self._buf:
-            chunk = self._sock.recv(1 << 16)
-            if not chunk:
-                raise EOFError
-            self._buf += chunk
+        if b"\n" not in self._buf:
+            # chunks joined once at the end: a reply of megabytes (ls of thousands) is not copied per chunk
+            chunks = [self._buf]
+            while True:
+                chunk = self._sock.recv(1 << 16)
+                if not chunk:
+                    self._buf = b"".join(chunks)
+                    raise EOFError
+                chunks.append(chunk)
+                if b"\n" in chunk:
+                    break
+            self._buf = b"".join(chunks)
         line, _, self._buf = self._buf.partition(b"\n")
         return line
 

@@ -48,15 +48,16 @@ def when(t: float | None) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """A plain aligned table with a dashed rule under the headers, like the seed's ``tsm ls``."""
-    rows = [[str(c) for c in r] for r in rows]
-    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), max(map(len, col), default=0)) for h, col in zip(headers, zip(*rows) if rows else [()] * len(headers))]
+    lines = ["  ".join(map(str.ljust, headers, widths)).rstrip(), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(map(str.ljust, r, widths)).rstrip() for r in rows]  # map: a few thousand rows stay fast
     return "\n".join(lines)
 
 
 LS_HEADERS = ("ID", "Name", "Env", "PID", "Port", "Status", "Uptime", "CPU", "Mem", "Restarts")
+#: the fields of a listing row the table shows: ``tsm ls`` asks the daemon for these alone
+LS_FIELDS = ("tsm_id", "name", "env_file", "pid", "port", "status", "uptime", "cpu", "memory", "restarts")
 
 
 def ls_row(r: dict[str, Any]) -> list[Any]:

@@ -260,14 +260,16 @@ class Daemon:
             log.exception("request failed: %r", line[:200])
             return reply_error(rid, TsmError(f"internal error: {exc.__class__.__name__}: {exc}"), self.version)
 
-    def row(self, m: Managed) -> dict[str, Any]:
-        """A listing row: every meta.json field plus live cpu, memory and uptime."""
+    def row(self, m: Managed, logs: bool = True) -> dict[str, Any]:
+        """A listing row: every meta.json field plus live cpu, memory and uptime, and the paths of
+        the current logs unless ``logs`` is false (a listing that does not show them)."""
         d = m.meta()
         sample = self.latest.get(m.tsm_id) if m.status == states.ONLINE else None
         d["cpu"] = sample.get("cpu") if sample else None
         d["memory"] = sample.get("rss") if sample else None
         d["uptime"] = (time.time() - m.start_time) if m.start_time and m.status == states.ONLINE else None
-        d["out_log"] = str(m.dir / "current.out")
-        d["err_log"] = str(m.dir / "current.err")
+        if logs:
+            d["out_log"] = str(m.dir / "current.out")
+            d["err_log"] = str(m.dir / "current.err")
         return d
 

@@ -165,10 +165,16 @@ async def cmd_delete(d: Daemon, args: dict) -> list:
 
 @command("ls")
 async def cmd_ls(d: Daemon, args: dict) -> list:
-    """args: {all: bool} -> rows sorted by tsm_id (stopped and errored ones only with all)."""
+    """args: {all: bool, fields: [str] (null: every field)} -> rows sorted by tsm_id (stopped
+    ones only with all), each with just ``fields`` when given (a field no row has is null)."""
     show_all = bool(args.get("all", True))
+    fields = args.get("fields")
+    if fields is not None and (not isinstance(fields, list) or not all(isinstance(f, str) for f in fields)):
+        raise ProtocolError("argument 'fields' must be a list of field names or null")
     ms = sorted(d.sup.procs.values(), key=lambda m: m.tsm_id)
-    return [d.row(m) for m in ms if show_all or m.status not in (states.STOPPED,)]
+    logs = fields is None or "out_log" in fields or "err_log" in fields
+    rows = [d.row(m, logs) for m in ms if show_all or m.status not in (states.STOPPED,)]
+    return rows if fields is None else [{f: r.get(f) for f in fields} for r in rows]
 
 
 @command("describe")
