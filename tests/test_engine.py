@@ -222,7 +222,7 @@ def test_a_table_of_thousands_of_rows_is_aligned_like_a_small_one():
     rows = [[i, f"p{i}", "x" * (i % 7)] for i in range(3000)]
     lines = render.table(("ID", "Name", "Env"), rows).splitlines()
     assert lines[0] == "ID    Name   Env" and lines[1] == "----  -----  ------"
-    assert lines[2] == "0     p0" and lines[-1] == "2999  p2999  xxxxxx"
+    assert lines[2] == "0     p0" and lines[-1] == "2999  p2999  xxx"
     assert render.table(("A", "B"), []) == "A  B\n-  -"
 
 
