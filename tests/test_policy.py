@@ -76,6 +76,25 @@ def test_exp_backoff_delays_grow_between_restarts(tsm):
     assert measured[-1] / measured[0] > 2, measured  # 3.4x planned: a constant delay gives about 1
 
 
+# Counts its runs in a file; the fourth run stays up 3 s, every other one crashes after 0.3 s.
+RUNS = "import sys, time; p = sys.argv[1]; n = len(open(p).read()) if __import__('os').path.exists(p) else 0; " \
+       "open(p, 'a').write('x'); time.sleep(3 if n == 3 else 0.3); sys.exit(1)"
+
+
+def test_a_stable_run_starts_the_backoff_over(tsm, tmp_path):
+    # daemon.stable_after lowered from 30 s to 2 s so that a test can wait for a stable run
+    (tsm.home / "config.toml").write_text('[daemon]\nstable_after = "2s"\n')
+    tsm.run("start", "--name", "calm", "--exp-backoff", "200ms", "--max-restarts", "50", "--",
+            PY, "-c", RUNS, str(tmp_path / "runs"), check=True)
+    pairs = wait_for(lambda: (lambda p: p if len(p) >= 5 else None)(restart_intervals(events(tsm, "calm"))),
+                     timeout=40, message="five restarts")[:5]
+    tsm.run("stop", "calm", check=True)
+    uptimes = [float(e["reason"].split("uptime ")[1].rstrip("s")) for e in events(tsm, "calm") if e["event"] == "exit"]
+    assert uptimes[3] >= 2 and max(uptimes[:3] + uptimes[4:5]) < 2, uptimes  # the runs were as planned
+    # three crashes grow the delay; the run that stayed up 3 s resets it to the first delay
+    assert [p for p, _ in pairs] == pytest.approx([0.2, 0.3, 0.45, 0.2, 0.3], abs=0.001), pairs
+
+
 def test_restart_delay_is_waited_before_each_restart(tsm):
     slow = "import time, sys; time.sleep(0.5); sys.exit(1)"
     tsm.run("start", "--name", "delay", "--restart-delay", "1500", "--", PY, "-c", slow, check=True)
