@@ -122,8 +122,11 @@ def test_unstable_restarts_in_a_row_end_in_errored(tsm):
             check=True)
     row = tsm.wait_status("flaky", "errored", timeout=20)
     assert (row["restarts"], row["unstable_restarts"], row["exit_code"]) == (1, 2, 3)
-    assert [e["event"] for e in events(tsm, "flaky") if e["event"] in ("crash", "restart", "errored")] == [
-        "crash", "restart", "errored"]
+    # the status is written at once, the event by the history writer a moment later
+    kinds = wait_for(lambda: (lambda k: k if "errored" in k else None)(
+        [e["event"] for e in events(tsm, "flaky") if e["event"] in ("crash", "restart", "errored")]),
+        message="the errored event")
+    assert kinds == ["crash", "restart", "errored"]
 
 
 def test_a_child_that_ignores_the_stop_signal_is_killed_after_kill_timeout(tsm, tmp_path):

@@ -35,9 +35,9 @@ TARGETS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
     "proctree": ("tsm_notebook/engine/proctree.py", ("signum", "decode", "killpg", "kill", "group_alive"),
                  ("tests/test_proctree.py",)),
     "policy": ("tsm_notebook/engine/supervisor.py", ("_after_crash", "_auto_restart", "stop"),
-               ("tests/test_policy.py", "-k", "not interpreter and not descendants")),
+               ("tests/test_restart_policy.py", "tests/test_policy.py", "-k", "not interpreter and not descendants")),
     "rotation": ("tsm_notebook/engine/logwriter.py", ("_drain", "_rotation_due", "_rotate", "rotate", "_rotated"),
-                 ("tests/test_logwriter.py", "tests/test_logcompress.py")),
+                 ("tests/test_logcompress.py", "tests/test_logwriter.py")),
     "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
              ("tests/test_spec.py",)),
 }
