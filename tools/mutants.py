@@ -39,8 +39,36 @@ TARGETS: dict[str, tuple[str, tuple[str, ...] | None, tuple[str, ...]]] = {
     "rotation": ("tsm_notebook/engine/logwriter.py", ("_drain", "_rotation_due", "_rotate", "rotate", "_rotated"),
                  ("tests/test_logcompress.py", "tests/test_logwriter.py")),
     "spec": ("tsm_notebook/core/spec.py", ("build_spec", "from_dict", "to_dict", "final_name", "signal_name"),
-             ("tests/test_spec.py",)),
+             ("tests/test_spec.py", "tests/test_spec_read.py")),
 }
+
+
+# Survivors that are equivalent to the code (no caller could ever tell them apart), with the
+# reason: (target, the mutated line as the mutant has it, stripped) -> why. A survivor listed here
+# is reported as equivalent, not as surviving; a listed line that moved still matches.
+EQUIVALENT: dict[tuple[str, str], str] = {
+    ("spec", "if (command is None) is (argv is None):"):
+        "both sides are bools, and `is` compares two bools as `==` does",
+    ("spec", "if kill == 0:"):
+        "parse_duration refuses negative durations, so `<= 0` and `== 0` refuse the same values",
+    ("spec", "if backoff is not None and backoff == 0:"):
+        "parse_duration refuses negative durations, so `<= 0` and `== 0` refuse the same values",
+    ("units", "if isinstance(value, str) and value.strip().lower() in _TRUE ^ _FALSE:"):
+        "the two sets share no word, so their symmetric difference is their union",
+}
+
+
+def mutated_lines(diff: str) -> list[str]:
+    """The lines a mutant's diff adds, stripped."""
+    return [l[1:].strip() for l in diff.splitlines() if l.startswith("+") and not l.startswith("+++")]
+
+
+def equivalence(name: str, diff: str) -> str | None:
+    """Why the survivor ``diff`` of target ``name`` is equivalent, if it is listed (else None)."""
+    for line in mutated_lines(diff):
+        if (name, line) in EQUIVALENT:
+            return EQUIVALENT[(name, line)]
+    return None
 
 
 def scratch_copy(dest: Path) -> Path:
@@ -147,8 +175,8 @@ def run_target(name: str, python: str, src: Path, work: Path, deadline: float) -
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     kill_leftovers(src)
-    counts = {"killed": 0, "survived": 0, "incompetent": 0, "not run": 0}
-    survivors = []
+    counts = {"killed": 0, "survived": 0, "equivalent": 0, "incompetent": 0, "not run": 0}
+    survivors, equivalents = [], []
     with use_db(str(session), WorkDB.Mode.open) as db:
         done = {job_id: result for job_id, result in db.results}
         for item in db.work_items:
@@ -158,14 +186,21 @@ def run_target(name: str, python: str, src: Path, work: Path, deadline: float) -
             if result is None:
                 counts["not run"] += 1
             elif result.test_outcome == TestOutcome.SURVIVED:
-                counts["survived"] += 1
                 m = item.mutations[0]
-                survivors.append((m.start_pos[0], m.definition_name, m.operator_name, result.diff or ""))
+                entry = (m.start_pos[0], m.definition_name, m.operator_name, result.diff or "")
+                why = equivalence(name, result.diff or "")
+                if why is None:
+                    counts["survived"] += 1
+                    survivors.append(entry)
+                else:
+                    counts["equivalent"] += 1
+                    equivalents.append((*entry[:3], why))
             elif result.test_outcome == TestOutcome.INCOMPETENT or result.worker_outcome != WorkerOutcome.NORMAL:
                 counts["incompetent"] += 1
             else:
                 counts["killed"] += 1
     return {"name": name, "module": module, "counts": counts, "survivors": sorted(survivors),
+            "equivalents": sorted(equivalents),
             "baseline": took, "cut": timed_out}
 
 
@@ -198,7 +233,10 @@ def main() -> int:
             c = r["counts"]
             cut = " (cut short by --minutes)" if r["cut"] else ""
             print(f"{name} ({r['module']}): {c['killed']} killed, {c['survived']} survived, "
-                  f"{c['incompetent']} incompetent, {c['not run']} not run; tests {r['baseline']:.1f} s each{cut}")
+                  f"{c['equivalent']} equivalent (listed), {c['incompetent']} incompetent, {c['not run']} not run; "
+                  f"tests {r['baseline']:.1f} s each{cut}")
+            for line, func, op, why in r["equivalents"]:
+                print(f"  equivalent line {line} in {func}: {op}: {why}")
             for line, func, op, diff in r["survivors"]:
                 print(f"  SURVIVED line {line} in {func}: {op}")
                 print(textwrap.indent("\n".join(l for l in diff.splitlines() if l[:1] in "+-" and l[:3] not in
