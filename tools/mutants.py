@@ -6,7 +6,10 @@ mutates only the named functions of one module, runs the target's tests against 
 reports the mutants the tests let through. Everything happens in a scratch copy of the tracked
 files (the tool rewrites files in place), which is removed at the end; the daemons and children a
 mutant's test run leaves behind are found by that copy's path in their environment and killed by
-pid. ``--minutes`` caps the whole run; what it did not reach is counted as not run.
+pid. ``--minutes`` caps the whole run; what it did not reach is counted as not run. A survivor
+listed in :data:`EQUIVALENT` (a change no caller can observe, with the reason) is reported as
+equivalent, not as surviving. Each target's tests are ordered fast ones first: every test run
+stops at its first failure, so a mutant the unit tests kill costs about a second.
 
 Run: ``make mutants`` or ``.venv-mutants/bin/python tools/mutants.py --python .venv/bin/python
 [--minutes 15] [--only units,policy]``.
