@@ -144,6 +144,18 @@ def test_a_child_that_ignores_the_stop_signal_is_killed_after_kill_timeout(tsm, 
     assert stop_events[0]["time"] - asked >= 0.5  # SIGKILL only once kill_timeout had passed
 
 
+def test_a_child_that_exits_at_the_stop_signal_is_not_killed_even_with_a_short_kill_timeout(tsm, tmp_path):
+    code = f"import time; open({str(tmp_path / 'ready')!r}, 'w').close(); time.sleep(600)"
+    tsm.run("start", "--name", "prompt", "--kill-timeout", "300ms", "--", PY, "-c", code, check=True)
+    wait_for(lambda: (tmp_path / "ready").exists(), message="the child up")
+    tsm.run("stop", "prompt", check=True)
+    row = tsm.row("prompt")
+    assert row["status"] == "stopped" and row["exit_signal"] == signal.SIGTERM
+    kinds = wait_for(lambda: (lambda k: k if "stop" in k else None)(
+        [e["event"] for e in events(tsm, "prompt") if e["event"] in ("kill", "stop")]), message="the stop event")
+    assert kinds == ["stop"]  # the stop saw the exit within kill_timeout: no SIGKILL, no kill event
+
+
 # A child that starts a session of its own but stays the managed process's child (not re-parented)
 SESSION_CHILD = textwrap.dedent(
     """
