@@ -93,3 +93,19 @@ def test_tree_pids_lists_the_descendants_and_nothing_for_a_gone_pid(tmp_path):
         os.kill(grandchild, 9)
         child.wait()
     assert tree_pids(child.pid) == []
+
+
+def test_the_samplers_two_readers_of_listening_sockets_agree():
+    # sock_diag (netlink) where the kernel has it; the /proc/net text tables where it does not
+    from tsm_notebook.engine.sampler import _listening_netlink, _listening_procfs
+
+    with listener() as s:
+        port = s.getsockname()[1]
+        inode = os.fstat(s.fileno()).st_ino
+        procfs = _listening_procfs()
+        assert procfs[inode] == port
+        try:
+            netlink = _listening_netlink()
+        except OSError:
+            pytest.skip("no sock_diag here: the text tables are the only reader")
+        assert netlink[inode] == port
