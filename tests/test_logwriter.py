@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import random
 import re
 import time
@@ -155,6 +156,21 @@ def test_uncompressed_rotation_and_err_stream(tmp_path: Path) -> None:
     assert "current.err" in names and not any(n.endswith(".gz") for n in names)
     assert all(re.fullmatch(r"err-\d{8}T\d{6}\.\d{6}Z\.log|current\.err", n) for n in names)
     check_files(read_back(tmp_path, "err"), data)
+
+
+def test_every_current_file_is_readable_by_all_and_writable_by_its_owner(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        w = LogWriter(tmp_path, "out", max_size=64, compress=False, **FOREVER)
+        modes = [stat.S_IMODE(os.stat(tmp_path / "current.out").st_mode)]
+        assert w.write(b"x" * 70 + b"\n") and w.rotate() is False  # the line filled it: rotated already
+        assert w.write(b"next\n") and w.rotate() is True
+        modes.append(stat.S_IMODE(os.stat(tmp_path / "current.out").st_mode))
+        w.close()
+    finally:
+        os.umask(umask)
+    assert len(rotated_files(tmp_path)) == 2
+    assert modes == [0o644, 0o644]  # the file a rotation opens is like the first one
 
 
 def expected_prefix(t: float) -> bytes:

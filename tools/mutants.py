@@ -75,6 +75,16 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "left, stop looks at the exit every 1.01 s instead of 10 ms, so it may return up to 1 s later; it "
         "kills a child that had exited only when a look falls in the 10 ms just before the last second, "
         "which no test can arrange without timing it",
+    ("rotation", "and self._size != 0"):
+        "the byte count of the open file is never negative, so `!= 0` is `> 0`",
+    ("rotation", "elif self._file_nl and self._size != 0:"):
+        "the byte count of the open file is never negative, so `!= 0` is `> 0`",
+    ("rotation", "while pos != n:"):
+        "pos only moves to a cut, and every cut is at most n: it never passes n",
+    ("rotation", "if reached != cut:"):
+        "_put returns a position between its start and end: never past the cut",
+    ("rotation", "room = -1 if self._rotate_requested else self._max_size - self._size"):
+        "room is only read through max(room, 1) or compared with the bytes left (at least 1): -1 acts as 0",
     ("units", "if isinstance(value, str) and value.strip().lower() in _TRUE ^ _FALSE:"):
         "the two sets share no word, so their symmetric difference is their union",
 }
