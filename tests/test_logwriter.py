@@ -387,6 +387,23 @@ def test_failed_rotation_keeps_writing_then_rotates_when_fixed(tmp_path: Path) -
     check_files(read_back(proc), data, sized=False)
 
 
+def test_rotate_says_whether_it_rotated(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", compress=False, **FOREVER)
+    assert w.rotate() is False  # nothing written: nothing to rotate
+    assert w.write(b"one\n")
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # the rename inside proc/ fails
+    assert w.rotate() is False and "Not a directory" in w.problem
+    proc.unlink()
+    os.rename(moved, proc)
+    assert w.rotate() is True and w.problem is None
+    assert len(rotated_files(proc)) == 1
+    w.close()
+
+
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
     (tmp_path / "current.out").write_bytes(b"old run, cut off")
     w = LogWriter(tmp_path, "out")
