@@ -404,6 +404,23 @@ def test_rotate_says_whether_it_rotated(tmp_path: Path) -> None:
     w.close()
 
 
+def test_a_file_grown_past_max_size_while_rotation_failed_rotates_before_the_next_line(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", max_size=64, compress=False, **FOREVER)
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # rotations fail: the old file takes everything
+    assert w.write(b"x" * 100 + b"\n") and w.write(b"y" * 30 + b"\n")
+    proc.unlink()
+    os.rename(moved, proc)
+    w.tick()  # rotation allowed again
+    assert w.write(b"after\n")
+    w.close()
+    assert (proc / "current.out").read_bytes() == b"after\n"  # not one more line into the oversized file
+    assert read_back(proc) == [b"x" * 100 + b"\n" + b"y" * 30 + b"\n", b"after\n"]
+
+
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
     (tmp_path / "current.out").write_bytes(b"old run, cut off")
     w = LogWriter(tmp_path, "out")
