@@ -421,6 +421,48 @@ def test_a_file_grown_past_max_size_while_rotation_failed_rotates_before_the_nex
     assert read_back(proc) == [b"x" * 100 + b"\n" + b"y" * 30 + b"\n", b"after\n"]
 
 
+def test_a_pending_time_rotation_never_rotates_an_empty_file(tmp_path: Path) -> None:
+    clock = Clock()
+    w = LogWriter(tmp_path, "out", rotate_every=60, retain=None, max_age=None, compress=False, clock=clock)
+    assert w.write(b"half a line")
+    clock.t += 61
+    w.tick()  # the time rotation is due, and waits for the newline
+    assert rotated_files(tmp_path) == []
+    (tmp_path / "current.out").unlink()  # removed under the writer
+    w.tick()  # a new, empty current.out
+    assert rotated_files(tmp_path) == [], "an empty file was rotated"
+    assert w.write(b"next\n")
+    w.close()
+    assert (tmp_path / "current.out").read_bytes() == b"next\n"
+
+
+def test_a_line_that_overflows_a_file_holding_one_newline_starts_the_next_file(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=2, compress=False, **FOREVER)
+    assert w.write(b"\n") and w.write(b"abc")  # a line that would overflow: it starts anew
+    w.close()
+    assert read_back(tmp_path) == [b"\n", b"abc"]
+
+
+def test_a_newline_that_fills_the_file_ends_it_there(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=4, compress=False, **FOREVER)
+    assert w.write(b"abc") and w.write(b"\nde\n")  # the newline makes 4 bytes: the rest goes on
+    w.close()
+    assert read_back(tmp_path) == [b"abc\n", b"de\n"]
+
+
+def test_a_file_put_in_place_of_current_after_a_rotation_is_taken_over_not_rotated(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", compress=False, **FOREVER)
+    assert w.write(b"one\n") and w.rotate() is True
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(b"theirs\n")
+    os.replace(theirs, tmp_path / "current.out")  # another tool's file now stands at the path
+    w.tick()  # follows the path
+    assert w.write(b"two\n")
+    w.close()
+    assert len(rotated_files(tmp_path)) == 1  # the rotation asked for was done once, not again
+    assert (tmp_path / "current.out").read_bytes() == b"theirs\ntwo\n"
+
+
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
     (tmp_path / "current.out").write_bytes(b"old run, cut off")
     w = LogWriter(tmp_path, "out")

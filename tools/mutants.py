@@ -85,6 +85,10 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "_put returns a position between its start and end: never past the cut",
     ("rotation", "room = -1 if self._rotate_requested else self._max_size - self._size"):
         "room is only read through max(room, 1) or compared with the bytes left (at least 1): -1 acts as 0",
+    ("rotation", "boundary = False"):
+        "a cut at or past the byte that fills the file leaves it at max_size (or under a requested "
+        "rotation), which _rotation_due sees anyway; a cut before that byte leaves no newline in the "
+        "rest, so the next pass takes the unfinished-line branch and rotates there all the same",
     ("units", "if isinstance(value, str) and value.strip().lower() in _TRUE ^ _FALSE:"):
         "the two sets share no word, so their symmetric difference is their union",
 }
