@@ -132,3 +132,24 @@ def test_the_restart_timer_counts_the_restart_only_while_still_waiting(tmp_path)
     assert stopped == (0, None)
     assert waiting == 1
     assert (status, run) == (states.STOPPED, None)
+
+
+@pytest.mark.parametrize("status", [states.ERRORED, states.WAITING])
+def test_stop_of_a_process_with_no_live_run_marks_it_stopped(tmp_path, status):
+    home = Home.resolve(tmp_path / "home")
+    home.ensure()
+    recorded = []
+
+    async def go():
+        sup = Supervisor(home, Config(), on_event=lambda m, event, **f: recorded.append(event), tree_rss=lambda pid: None)
+        directory = home.process_dir("p")
+        directory.mkdir()
+        m = Managed(0, "p", build_spec(argv=[PY, "-c", "pass"], name="p"), {}, directory, sup.config)
+        m.status = status
+        m.restart_timer = sup.loop.call_later(60, lambda: None)
+        timer = m.restart_timer
+        await sup.stop(m)
+        return m.status, m.restart_timer, timer.cancelled()
+
+    assert asyncio.run(go()) == (states.STOPPED, None, True)
+    assert recorded == ["stop"]

@@ -75,6 +75,32 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "left, stop looks at the exit every 1.01 s instead of 10 ms, so it may return up to 1 s later; it "
         "kills a child that had exited only when a look falls in the 10 ms just before the last second, "
         "which no test can arrange without timing it",
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() < deadline - 2 else 0.02)"): POLL,
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() < deadline / 1 else 0.02)"): POLL,
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() < deadline // 1 else 0.02)"): POLL,
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() is not deadline - 1 else 0.02)"): POLL,
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() <= deadline - 1 else 0.02)"): POLL,
+    ("policy", "await asyncio.sleep(0.01 if self.loop.time() != deadline - 1 else 0.02)"): POLL,
+    ("policy", "async def stop(self, m: Managed, /, final: str = states.STOPPED, event: str = \"stop\", reason: str | None = None) -> None:"):
+        "every caller passes final, event and reason by keyword, which both signatures accept",
+    ("policy", "if m.status not in states.ALIVE and run is None or run.exited.done():"):
+        "an alive status always has a run, and a run that has not exited always has an alive status "
+        "(both change together under the process's lock), so the three tests never disagree",
+    ("policy", "if m.status not in states.ALIVE or run is None and run.exited.done():"):
+        "an alive status always has a run, and a run that has not exited always has an alive status "
+        "(both change together under the process's lock), so the three tests never disagree",
+    ("policy", "if m.status != final or m.status is not None:"):
+        "the branch inside acts only on waiting, errored, launching and online: never on final (stopped) nor None",
+    ("policy", "if run.exited.done() or not group_alive(run.pid) and not marker.any_alive(extra):"):
+        "the leader's exit already SIGKILLs the rest of its run (_on_exit), and its group includes the "
+        "leader: either half holds only a moment before the other",
+    ("policy", "self.tracker.signal_run(run.pid, run.token, signal.SIGKILL, fresh=False)"):
+        "a scan up to 100 ms old instead of 20 ms: where run cgroups exist (here) the cgroup lists every "
+        "member whatever the scan's age; without them only a descendant forked in that window differs, "
+        "which no test can arrange without timing it",
+    ("policy", "await asyncio.wait_for(asyncio.shield(run.exited), 4.0)"):
+        "how long to wait for the exit after SIGKILL, which the kernel delivers at once: only a process "
+        "stuck in the kernel for over 4 s tells 4 from 5",
     ("rotation", "and self._size != 0"):
         "the byte count of the open file is never negative, so `!= 0` is `> 0`",
     ("rotation", "elif self._file_nl and self._size != 0:"):
