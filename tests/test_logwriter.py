@@ -463,6 +463,30 @@ def test_a_file_put_in_place_of_current_after_a_rotation_is_taken_over_not_rotat
     assert (tmp_path / "current.out").read_bytes() == b"theirs\ntwo\n"
 
 
+def test_a_file_filled_exactly_while_rotation_failed_rotates_once_it_works_again(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", max_size=64, compress=False, **FOREVER)
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # the rotation at the 64th byte fails
+    assert w.write(b"x" * 63 + b"\n")
+    proc.unlink()
+    os.rename(moved, proc)
+    w.tick()
+    assert w.write(b"after\n")
+    w.close()
+    assert read_back(proc) == [b"x" * 63 + b"\n", b"after\n"]
+
+
+def test_the_end_of_a_run_adds_no_newline_to_a_file_just_rotated(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=2, compress=False, **FOREVER)
+    assert w.write(b"a\n")  # fills the file: rotated at once
+    assert w.end_line()  # the run's pipe closed on a whole line: nothing to end
+    w.close()
+    assert read_back(tmp_path) == [b"a\n", b""]
+
+
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:
     (tmp_path / "current.out").write_bytes(b"old run, cut off")
     w = LogWriter(tmp_path, "out")

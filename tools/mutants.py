@@ -101,6 +101,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("policy", "await asyncio.wait_for(asyncio.shield(run.exited), 4.0)"):
         "how long to wait for the exit after SIGKILL, which the kernel delivers at once: only a process "
         "stuck in the kernel for over 4 s tells 4 from 5",
+    ("rotation", "stamp = max(int(now * 1_000_000), self._last_stamp_us + 2)"):
+        "stamps stay unique and increasing with any step; they differ only for two rotations in one microsecond",
     ("rotation", "and self._size != 0"):
         "the byte count of the open file is never negative, so `!= 0` is `> 0`",
     ("rotation", "elif self._file_nl and self._size != 0:"):
