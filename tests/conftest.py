@@ -4,6 +4,7 @@ that proves nothing the test started is still alive: no process, no `tsm-*` thre
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tsm_notebook.client.client import Client  # noqa: E402
+from tsm_notebook.core import marker  # noqa: E402
+from tsm_notebook.core.cgroups import Cgroups  # noqa: E402
 from tsm_notebook.core.procs import pid_alive  # noqa: E402
 
 PY = os.path.realpath(sys.executable)
@@ -61,7 +64,11 @@ def accepts(port: int) -> bool:
 
 
 def owned_pids(home: Path) -> list[int]:
-    """Every live process started for ``home``: its daemon (``--home``) and children (``TSM_HOME``)."""
+    """Every live process started for ``home``: its daemon (``--home``), the processes carrying
+    its marker (``TSM_HOME``), and those that hid the marker (a program that rewrites its
+    environment, as redis-server does, or one started with ``env -i``): the members of the
+    home's run cgroups (where the machine has them) and the leaders ``meta.json`` records, found
+    with the engine's own checks (:mod:`tsm_notebook.core.cgroups`, :func:`marker.recorded_leader`)."""
     home_s = str(home)
     found = []
     for p in psutil.process_iter(["pid", "cmdline", "status"]):
@@ -76,6 +83,21 @@ def owned_pids(home: Path) -> list[int]:
                 found.append(p.pid)
         except (psutil.Error, OSError):
             continue
+    hidden = set(Cgroups(home_s, create=False).survivors()) | set(recorded_leaders(home))
+    return found + sorted(pid for pid in hidden - set(found) if pid != os.getpid() and pid_alive(pid))
+
+
+def recorded_leaders(home: Path) -> list[int]:
+    """The live leaders the home's ``meta.json`` files record (their start time checked)."""
+    found = []
+    for meta_file in sorted((home / "runtime" / "processes").glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_file.read_text())
+            pid, ctime, tsm_id = meta.get("pid"), meta.get("pid_create_time"), meta.get("tsm_id")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(tsm_id, int) and marker.recorded_leader(pid, ctime, str(home), tsm_id):
+            found.append(pid)
     return found
 
 

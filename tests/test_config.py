@@ -47,6 +47,7 @@ sample_interval = "500ms"
 retention = 3600
 [daemon]
 launch_window = "1s"
+stable_after = "2m"
 [hooks]
 crash = "echo crash"
 errored = "echo errored"
@@ -61,6 +62,7 @@ url_template = "https://lab.example/proxy/{port}/"
     assert cfg.to_dict() == {
         "log_max_size": 2 * 1024**2, "log_rotate_every": 0.0, "log_retain": 3, "log_max_age": 2 * 86400.0,
         "log_compress": False, "sample_interval": 0.5, "history_retention": 3600.0, "launch_window": 1.0,
+        "stable_after": 120.0,
         "hook_crash": "echo crash", "hook_errored": "echo errored", "hook_restart": "echo restart",
         "hook_memory_limit": "echo memory", "hook_online": "echo online", "hook_stop": "echo stop",
         "hook_timeout": 5.0,

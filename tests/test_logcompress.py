@@ -7,6 +7,7 @@ import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
+from conftest import wait_for
 from test_logwriter import FOREVER, check_files, read_back, rotated_files
 from tsm_notebook.engine.logwriter import LogWriter
 
@@ -93,3 +94,30 @@ def test_a_failed_compression_is_retried_at_the_next_rotation(tmp_path: Path) ->
     assert pool.jobs.count(first) == 2, pool.jobs
     assert all(n.endswith(".log.gz") for n in rotated_files(tmp_path)) and len(rotated_files(tmp_path)) == 2
     assert read_back(tmp_path) == [b"first\n", b"second\n", b""]
+
+
+def test_a_new_writer_clears_what_a_crash_mid_compression_left_and_compresses_leftovers(tmp_path: Path) -> None:
+    import gzip
+
+    from tsm_notebook.core.logread import rotated_name
+
+    old, older = 1_800_000_000_000_000, 1_799_999_000_000_000
+    (tmp_path / (rotated_name("out", old) + ".gz.tmp")).write_bytes(b"\x1f\x8b half")  # never finished
+    (tmp_path / rotated_name("out", old)).write_bytes(b"kept\n")  # its source, still whole
+    (tmp_path / rotated_name("out", older)).write_bytes(b"older\n")
+    pool = HeldCompressor()
+    w = LogWriter(tmp_path, "out", max_size=1024, compressor=pool, **FOREVER)
+    try:
+        assert not any(n.endswith(".gz.tmp") for n in map(str, tmp_path.iterdir()))
+        assert pool.submitted == 2  # both leftovers, handed over at once
+        pool.gate.set()
+        for name, text in ((rotated_name("out", older), b"older\n"), (rotated_name("out", old), b"kept\n")):
+            gz = tmp_path / (name + ".gz")
+            wait_for(lambda: gz.exists() and not (tmp_path / name).exists(), message=f"{name} compressed")
+            assert gzip.decompress(gz.read_bytes()) == text
+        assert w.write(b"new\n") and w.rotate()
+        newest = max(n for n in rotated_files(tmp_path))
+        assert newest > rotated_name("out", old)  # the next stamp comes after the leftovers'
+    finally:
+        w.close()
+        pool.shutdown()

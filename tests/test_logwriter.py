@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import stat
 import random
 import re
 import time
@@ -155,6 +156,21 @@ def test_uncompressed_rotation_and_err_stream(tmp_path: Path) -> None:
     assert "current.err" in names and not any(n.endswith(".gz") for n in names)
     assert all(re.fullmatch(r"err-\d{8}T\d{6}\.\d{6}Z\.log|current\.err", n) for n in names)
     check_files(read_back(tmp_path, "err"), data)
+
+
+def test_every_current_file_is_readable_by_all_and_writable_by_its_owner(tmp_path: Path) -> None:
+    umask = os.umask(0o022)
+    try:
+        w = LogWriter(tmp_path, "out", max_size=64, compress=False, **FOREVER)
+        modes = [stat.S_IMODE(os.stat(tmp_path / "current.out").st_mode)]
+        assert w.write(b"x" * 70 + b"\n") and w.rotate() is False  # the line filled it: rotated already
+        assert w.write(b"next\n") and w.rotate() is True
+        modes.append(stat.S_IMODE(os.stat(tmp_path / "current.out").st_mode))
+        w.close()
+    finally:
+        os.umask(umask)
+    assert len(rotated_files(tmp_path)) == 2
+    assert modes == [0o644, 0o644]  # the file a rotation opens is like the first one
 
 
 def expected_prefix(t: float) -> bytes:
@@ -369,6 +385,106 @@ def test_failed_rotation_keeps_writing_then_rotates_when_fixed(tmp_path: Path) -
     assert w.problem is None and len(rotated_files(proc)) > rotations + 10
     w.close()
     check_files(read_back(proc), data, sized=False)
+
+
+def test_rotate_says_whether_it_rotated(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", compress=False, **FOREVER)
+    assert w.rotate() is False  # nothing written: nothing to rotate
+    assert w.write(b"one\n")
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # the rename inside proc/ fails
+    assert w.rotate() is False and "Not a directory" in w.problem
+    proc.unlink()
+    os.rename(moved, proc)
+    assert w.rotate() is True and w.problem is None
+    assert len(rotated_files(proc)) == 1
+    w.close()
+
+
+def test_a_file_grown_past_max_size_while_rotation_failed_rotates_before_the_next_line(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", max_size=64, compress=False, **FOREVER)
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # rotations fail: the old file takes everything
+    assert w.write(b"x" * 100 + b"\n") and w.write(b"y" * 30 + b"\n")
+    proc.unlink()
+    os.rename(moved, proc)
+    w.tick()  # rotation allowed again
+    assert w.write(b"after\n")
+    w.close()
+    assert (proc / "current.out").read_bytes() == b"after\n"  # not one more line into the oversized file
+    assert read_back(proc) == [b"x" * 100 + b"\n" + b"y" * 30 + b"\n", b"after\n"]
+
+
+def test_a_pending_time_rotation_never_rotates_an_empty_file(tmp_path: Path) -> None:
+    clock = Clock()
+    w = LogWriter(tmp_path, "out", rotate_every=60, retain=None, max_age=None, compress=False, clock=clock)
+    assert w.write(b"half a line")
+    clock.t += 61
+    w.tick()  # the time rotation is due, and waits for the newline
+    assert rotated_files(tmp_path) == []
+    (tmp_path / "current.out").unlink()  # removed under the writer
+    w.tick()  # a new, empty current.out
+    assert rotated_files(tmp_path) == [], "an empty file was rotated"
+    assert w.write(b"next\n")
+    w.close()
+    assert (tmp_path / "current.out").read_bytes() == b"next\n"
+
+
+def test_a_line_that_overflows_a_file_holding_one_newline_starts_the_next_file(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=2, compress=False, **FOREVER)
+    assert w.write(b"\n") and w.write(b"abc")  # a line that would overflow: it starts anew
+    w.close()
+    assert read_back(tmp_path) == [b"\n", b"abc"]
+
+
+def test_a_newline_that_fills_the_file_ends_it_there(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=4, compress=False, **FOREVER)
+    assert w.write(b"abc") and w.write(b"\nde\n")  # the newline makes 4 bytes: the rest goes on
+    w.close()
+    assert read_back(tmp_path) == [b"abc\n", b"de\n"]
+
+
+def test_a_file_put_in_place_of_current_after_a_rotation_is_taken_over_not_rotated(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", compress=False, **FOREVER)
+    assert w.write(b"one\n") and w.rotate() is True
+    theirs = tmp_path / "theirs"
+    theirs.write_bytes(b"theirs\n")
+    os.replace(theirs, tmp_path / "current.out")  # another tool's file now stands at the path
+    w.tick()  # follows the path
+    assert w.write(b"two\n")
+    w.close()
+    assert len(rotated_files(tmp_path)) == 1  # the rotation asked for was done once, not again
+    assert (tmp_path / "current.out").read_bytes() == b"theirs\ntwo\n"
+
+
+def test_a_file_filled_exactly_while_rotation_failed_rotates_once_it_works_again(tmp_path: Path) -> None:
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    w = LogWriter(proc, "out", max_size=64, compress=False, **FOREVER)
+    moved = tmp_path / "moved"
+    os.rename(proc, moved)
+    proc.write_bytes(b"")  # the rotation at the 64th byte fails
+    assert w.write(b"x" * 63 + b"\n")
+    proc.unlink()
+    os.rename(moved, proc)
+    w.tick()
+    assert w.write(b"after\n")
+    w.close()
+    assert read_back(proc) == [b"x" * 63 + b"\n", b"after\n"]
+
+
+def test_the_end_of_a_run_adds_no_newline_to_a_file_just_rotated(tmp_path: Path) -> None:
+    w = LogWriter(tmp_path, "out", max_size=2, compress=False, **FOREVER)
+    assert w.write(b"a\n")  # fills the file: rotated at once
+    assert w.end_line()  # the run's pipe closed on a whole line: nothing to end
+    w.close()
+    assert read_back(tmp_path) == [b"a\n", b""]
 
 
 def test_new_writer_continues_the_file_on_a_new_line(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """The tree sampler against real processes: memory of descendants, cpu since the last tick,
-listening ports, and processes that vanish between ticks."""
+listening ports, and processes that vanish between ticks. Every test runs both passes: the one
+over ``/proc`` and the psutil one that runs where there is no ``/proc`` (``portable=True``)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from conftest import PY, wait_for
 from tsm_notebook.engine.sampler import Sampler
 
 MB = 1024 * 1024
+
+pytestmark = pytest.mark.parametrize("portable", [False, True], ids=["proc", "psutil"])
 
 
 class Procs:
@@ -118,11 +121,11 @@ def one(rows: list[dict], tsm_id: int = 1) -> dict:
     return rows[0]
 
 
-def test_tree_counts_the_memory_of_descendants(procs):
+def test_tree_counts_the_memory_of_descendants(procs, portable):
     leader = procs.start(PARENT_OF.format(child=HOLDS_50MB))
     procs.handshake("ready")
     child = procs.adopt(int(procs.handshake("child.pid")))
-    sampler = Sampler(clock=lambda: 1234.5)
+    sampler = Sampler(clock=lambda: 1234.5, portable=portable)
 
     row = one(sampler.sample({1: ("web", leader.pid)}))
     leader_rss = psutil.Process(leader.pid).memory_info().rss
@@ -138,45 +141,45 @@ def test_tree_counts_the_memory_of_descendants(procs):
     assert 50 * MB <= sampler.tree_rss(child.pid) < row["rss"]  # a subtree is a tree too
 
 
-def test_cpu_is_none_on_the_first_sample_then_a_number(procs):
+def test_cpu_is_none_on_the_first_sample_then_a_number(procs, portable):
     sleeper = procs.start(SLEEPS)
     procs.handshake("ready")
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     targets = {1: ("idle", sleeper.pid)}
     assert one(sampler.sample(targets))["cpu"] is None  # never a fake 0.0
     time.sleep(0.2)
     cpu = one(sampler.sample(targets))["cpu"]
     assert isinstance(cpu, float) and 0.0 <= cpu < 20.0
-    assert one(Sampler().sample(targets))["cpu"] is None  # a new sampler knows no baseline
+    assert one(Sampler(portable=portable).sample(targets))["cpu"] is None  # a new sampler knows no baseline
 
 
-def test_busy_child_shows_cpu_on_the_second_sample(procs):
+def test_busy_child_shows_cpu_on_the_second_sample(procs, portable):
     leader = procs.start(PARENT_OF.format(child=SPINS))
     procs.handshake("ready")
     procs.adopt(int(procs.handshake("child.pid")))
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     targets = {7: ("spin", leader.pid)}
     assert one(sampler.sample(targets), 7)["cpu"] is None
     time.sleep(0.5)
     assert one(sampler.sample(targets), 7)["cpu"] > 20.0
 
 
-def test_ports_of_any_process_in_the_tree(procs):
+def test_ports_of_any_process_in_the_tree(procs, portable):
     leader = procs.start(PARENT_OF.format(child=LISTENS))
     port = int(procs.handshake("port"))
     procs.adopt(int(procs.handshake("child.pid")))
     other = procs.start(SLEEPS)
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     rows = sampler.sample({1: ("web", leader.pid), 2: ("idle", other.pid)})
     assert {r["tsm_id"]: r["ports"] for r in rows} == {1: [port], 2: []}
     assert one(sampler.sample({1: ("web", leader.pid)}, ports=False))["ports"] is None
 
 
-def test_vanished_processes_are_dropped(procs):
+def test_vanished_processes_are_dropped(procs, portable):
     leader = procs.start(PARENT_OF.format(child=SLEEPS))
     procs.handshake("ready")
     child = procs.adopt(int(procs.handshake("child.pid")))
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     targets = {1: ("web", leader.pid)}
     assert one(sampler.sample(targets))["children"] == 1
     assert sampler.tracked == 2
@@ -188,14 +191,14 @@ def test_vanished_processes_are_dropped(procs):
     assert sampler.tree_rss(leader.pid) is None
 
 
-def test_zombie_and_unknown_leaders_give_no_row(procs):
+def test_zombie_and_unknown_leaders_give_no_row(procs, portable):
     zombie = procs.start(SLEEPS)
     procs.handshake("ready")
     os.kill(zombie.pid, signal.SIGKILL)  # not reaped yet: a zombie until wait()
     wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, message="a zombie")
     gone = subprocess.Popen([PY, "-c", "pass"])
     gone.wait()
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     assert sampler.sample({1: ("z", zombie.pid), 2: ("gone", gone.pid)}) == []
     assert sampler.tree_rss(zombie.pid) is None
 
@@ -216,14 +219,14 @@ while True:
 """
 
 
-def test_a_tree_that_grows_between_ticks_is_seen_whole(procs):
+def test_a_tree_that_grows_between_ticks_is_seen_whole(procs, portable):
     # ticks after a quiet one read only the known members; a member that ran (to fork, to listen)
     # makes the next tick look at the whole table again, and every SLOW_EVERY ticks one does anyway
     from tsm_notebook.engine.sampler import SLOW_EVERY
 
     leader = procs.start(FORKS_ON_SIGNAL)
     procs.handshake("ready")
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     targets = {1: ("grows", leader.pid)}
     for _ in range(3):  # quiet ticks: the tree is one sleeper
         row = one(sampler.sample(targets))
@@ -237,11 +240,11 @@ def test_a_tree_that_grows_between_ticks_is_seen_whole(procs):
     assert last["fds"] > fds_before
 
 
-def test_quiet_ticks_keep_every_field(procs):
+def test_quiet_ticks_keep_every_field(procs, portable):
     # a sleeper's open files and I/O counters are carried over between reads, never dropped to None
     sleeper = procs.start(SLEEPS)
     procs.handshake("ready")
-    sampler = Sampler()
+    sampler = Sampler(portable=portable)
     rows = [one(sampler.sample({1: ("idle", sleeper.pid)})) for _ in range(8)]
     for row in rows:
         assert row["fds"] and row["threads"] >= 1 and row["rss"] > 0 and row["vms"] >= row["rss"]

@@ -13,6 +13,7 @@
 
     [daemon]
     launch_window = "250ms" # a start returns once the child is alive this long (or its port accepts)
+    stable_after = "30s"    # a run up this long before it exits counts as stable: --exp-backoff starts over
 
     [hooks]                 # shell commands the daemon runs on these events, for every process
     crash = "notify-send \"$TSM_NAME crashed\""
@@ -175,6 +176,7 @@ KEYS = {
     },
     "daemon": {
         "launch_window": ("launch_window", _duration),
+        "stable_after": ("stable_after", _positive_duration),
     },
     "hooks": {
         "crash": ("hook_crash", _command),
@@ -198,7 +200,7 @@ class Config:
 
     __slots__ = (
         "log_max_size", "log_rotate_every", "log_retain", "log_max_age", "log_compress",
-        "sample_interval", "history_retention", "launch_window",
+        "sample_interval", "history_retention", "launch_window", "stable_after",
         "hook_crash", "hook_errored", "hook_restart", "hook_memory_limit", "hook_online", "hook_stop",
         "hook_timeout", "url_template", "hosts",
     )  # fmt: skip
@@ -214,6 +216,7 @@ class Config:
         sample_interval: float = 2.0,
         history_retention: float = 7 * 86400.0,
         launch_window: float = 0.25,
+        stable_after: float = 30.0,
         hook_crash: str = "",
         hook_errored: str = "",
         hook_restart: str = "",

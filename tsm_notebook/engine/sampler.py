@@ -67,10 +67,9 @@ def _table_of(stats: dict[int, list[bytes]]) -> dict[int, tuple[int, float, bool
 
 
 def _process_table() -> dict[int, tuple[int, float, bool]]:
-    """``pid -> (ppid, start, zombie)`` for every process; ``start`` tells pid reuse apart."""
+    """``pid -> (ppid, start, zombie)`` for every process, from psutil (the pass off Linux);
+    ``start`` tells pid reuse apart."""
     table: dict[int, tuple[int, float, bool]] = {}
-    if _LINUX:
-        return _table_of(_scan())
     for proc in psutil.process_iter(["ppid", "create_time", "status"]):
         info = proc.info
         if info["ppid"] is not None:
@@ -190,9 +189,11 @@ class Sampler:
     that were not seen in a tick are dropped, so memory stays bounded.
     """
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
-        """``clock`` gives the epoch seconds stamped on each row."""
+    def __init__(self, *, clock: Callable[[], float] = time.time, portable: bool = False) -> None:
+        """``clock`` gives the epoch seconds stamped on each row. ``portable=True`` takes the
+        psutil pass that runs where there is no ``/proc`` (so tests run both passes here)."""
         self._clock = clock
+        self._linux = _LINUX and not portable
         self._procs: dict[tuple[int, float], psutil.Process] = {}
         self._members: dict[tuple[int, float], _Member] = {}
         self._ticks = 0
@@ -216,11 +217,10 @@ class Sampler:
         skipped quietly. Never raises for a dead process.
         """
         now = self._clock()
-        if _LINUX:
+        if self._linux:
             return self._sample_linux(targets, now, ports)
         self._refresh_table()
         kept: dict[tuple[int, float], psutil.Process] = {}
-        listening: dict[int, int] | None = None
         rows = []
         for tsm_id, (name, leader) in targets.items():
             tree = self._tree(leader)
@@ -231,8 +231,7 @@ class Sampler:
                 "rss": None, "vms": None, "threads": None, "fds": None, "read_bytes": None,
                 "write_bytes": None, "children": len(tree) - 1, "ports": None,
             }  # fmt: skip
-            inodes: list[int] = []  # socket inodes held by the tree (Linux)
-            found: set[int] = set()  # listening ports seen directly (elsewhere)
+            found: set[int] = set()  # listening ports of the tree
             leader_alive = False
             for pid in tree:
                 key = (pid, self._table[pid][1])
@@ -244,7 +243,7 @@ class Sampler:
                         is_new = True
                     else:
                         is_new = False
-                    self._sample_process(proc, row, inodes, found, is_new=is_new, ports=ports)
+                    self._sample_process(proc, row, found, is_new=is_new, ports=ports)
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
                 kept[key] = proc
@@ -252,10 +251,6 @@ class Sampler:
             if not leader_alive:
                 continue
             if ports:
-                if inodes and listening is None:
-                    listening = _listening_ports()
-                if inodes:
-                    found.update(listening[i] for i in inodes if i in listening)
                 row["ports"] = sorted(found)
             rows.append(row)
         self._procs = kept
@@ -369,7 +364,7 @@ class Sampler:
     @property
     def tracked(self) -> int:
         """How many processes are remembered for the next tick (those seen in the last one)."""
-        return len(self._members) if _LINUX else len(self._procs)
+        return len(self._members) if self._linux else len(self._procs)
 
     def tree_rss(self, pid: int) -> int | None:
         """Current resident memory of the tree of ``pid`` in bytes; ``None`` if it is gone.
@@ -381,7 +376,7 @@ class Sampler:
             self._refresh_table()
         total = None
         for member in self._tree(pid):
-            if _LINUX:  # the member's own stat line now: one small read
+            if self._linux:  # the member's own stat line now: one small read
                 try:
                     f = _stat_fields(_read(f"{_PROC}/{member}/stat"))
                 except OSError:
@@ -399,7 +394,7 @@ class Sampler:
         return total
 
     def _refresh_table(self) -> None:
-        if _LINUX:
+        if self._linux:
             self._stats = _scan()
             self._table = _table_of(self._stats)
         else:
@@ -424,11 +419,9 @@ class Sampler:
         return [pid for pid in tree if not self._table[pid][2]]
 
     @staticmethod
-    def _sample_process(
-        proc: psutil.Process, row: dict, inodes: list[int], found: set[int], *, is_new: bool, ports: bool
-    ) -> None:
-        """Add one process's figures to ``row``, its socket inodes to ``inodes`` (Linux) or its
-        listening ports to ``found`` (elsewhere); nothing at all if it vanishes meanwhile."""
+    def _sample_process(proc: psutil.Process, row: dict, found: set[int], *, is_new: bool, ports: bool) -> None:
+        """Add one process's figures to ``row`` and its listening ports to ``found`` (the pass off
+        Linux); nothing at all if it vanishes meanwhile."""
         with proc.oneshot():
             values = {}
             if not is_new:
@@ -441,18 +434,9 @@ class Sampler:
                 values["read_bytes"], values["write_bytes"] = io.read_bytes, io.write_bytes
             except (psutil.AccessDenied, AttributeError, NotImplementedError):
                 pass  # another user's process, or a platform without io counters
-            if _LINUX:
-                try:
-                    values["fds"], found = _fds_and_sockets(proc.pid, ports)
-                    inodes.extend(found)
-                except PermissionError:
-                    pass
-                except FileNotFoundError:
-                    raise psutil.NoSuchProcess(proc.pid) from None
-            else:
-                values["fds"] = proc.num_fds()
-                if ports:
-                    conns = proc.net_connections("tcp")
-                    found.update(c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr)
+            values["fds"] = proc.num_fds()
+            if ports:
+                conns = proc.net_connections("tcp")
+                found.update(c.laddr.port for c in conns if c.status == psutil.CONN_LISTEN and c.laddr)
         for field, value in values.items():
             row[field] = value if row[field] is None else row[field] + value

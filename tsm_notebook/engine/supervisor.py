@@ -35,7 +35,6 @@ from ..core.spec import LaunchSpec, final_name
 log = logging.getLogger("tsm.daemon")
 
 EXP_BACKOFF_CAP = 15.0
-STABLE_RESET = 30.0
 
 
 class Supervisor(Launcher):
@@ -278,7 +277,7 @@ class Supervisor(Launcher):
             m.consecutive_unstable += 1
         else:
             m.consecutive_unstable = 0
-        if uptime >= STABLE_RESET:
+        if uptime >= self.config.stable_after:  # a stable run: the backoff starts over
             m.consecutive_crashes = 0
         m.consecutive_crashes += 1
         if m.consecutive_unstable > spec.max_restarts:
