@@ -29,6 +29,11 @@ from tsm_notebook.core.procs import pid_alive  # noqa: E402
 
 PY = os.path.realpath(sys.executable)
 
+# A suite started as a background job of a script inherits SIGINT ignored, and so would every
+# command it runs: the tests that interrupt `tsm logs -f` or monit would see nothing happen.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: str = "condition"):
     """Poll ``predicate`` until it returns a truthy value or ``timeout`` passes (then fail)."""
