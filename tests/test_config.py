@@ -122,8 +122,11 @@ def test_log_keys_reach_the_writers(tsm):
     code = "import sys, time\nfor i in range(400): print('x' * 60, i, flush=True)\ntime.sleep(60)"
     tsm.run("start", "--name", "chatty", "--", sys.executable, "-c", code, check=True)
     d = tsm.proc_dir("chatty")
-    wait_for(lambda: (d / "current.out").exists() and (d / "current.out").read_text().rstrip().endswith(" 399"),
-             message="400 lines written")
+    def last_line_written() -> bool:  # in current.out, or in the file rotated as it filled
+        files = [d / "current.out"] + [d / n for n in rotated(d)]
+        return any(f.exists() and f.read_text().rstrip().endswith(" 399") for f in files)
+
+    wait_for(last_line_written, message="400 lines written")
     wait_for(lambda: len(rotated(d)) == 1, message="retention down to one rotated file")
     names = rotated(d)
     assert len(names) == 1 and names[0].endswith(".log"), names  # one kept, never gzipped
