@@ -28,6 +28,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.measure import wait_until  # noqa: E402
 from bench.peers import PM2Driver  # noqa: E402
 
 SLEEPER = "import time; time.sleep(3600)"
@@ -69,17 +70,6 @@ def burst(paths: list[Path], writes: int):
     return go
 
 
-def wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def run_tsm_unwatched(tree: Path, paths: list[Path], work: Path, args) -> dict:
     """The baseline: the same daemon and processes with no watch (sampling, ticks: the rest)."""
     return run_tsm(tree, paths, work, args, watch=False)
@@ -105,7 +95,7 @@ def run_tsm(tree: Path, paths: list[Path], work: Path, args, watch: bool = True)
             return names <= {e["name"] for e in report.events(home, None) if e["event"] == "watching"}
 
         if watch:
-            wait(watching, 120, "every watch in place")
+            wait_until(watching, 120, "every watch in place")
         pid = c.call("ping")["pid"]
         idle = window(pid, args.window)
         busy = window(pid, args.window, burst(paths, args.writes))
