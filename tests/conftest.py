@@ -47,6 +47,16 @@ def wait_for(predicate, timeout: float = 10.0, interval: float = 0.01, message: 
         time.sleep(interval)
 
 
+@pytest.fixture
+def foreign():
+    """A process of ours that no tsm home marks (as another tool's would be)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TSM_")}
+    p = subprocess.Popen(["sleep", "600"], env=env, start_new_session=True)
+    yield p
+    p.kill()
+    p.wait()
+
+
 def one_line_usage_error(excinfo: pytest.ExceptionInfo) -> str:
     """The message of a raised UsageError, checked to be one non-empty line."""
     message = str(excinfo.value)

@@ -8,18 +8,7 @@ import os
 import signal
 import subprocess
 
-import pytest
-
 from conftest import PY, accepts, free_port, pid_alive, wait_for
-
-
-@pytest.fixture
-def foreign():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TSM_")}
-    p = subprocess.Popen(["sleep", "600"], env=env, start_new_session=True)
-    yield p
-    p.kill()
-    p.wait()
 
 
 def orphan(tsm, tsm_id: int = 999) -> subprocess.Popen:

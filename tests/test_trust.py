@@ -44,16 +44,6 @@ def start_escaper(tsm, name: str = "d", *extra: str) -> dict:
     return tsm.row(name)
 
 
-@pytest.fixture
-def foreign():
-    """A process of ours that no tsm home marks (as another tool's would be)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TSM_")}
-    p = subprocess.Popen(["sleep", "600"], env=env, start_new_session=True)
-    yield p
-    p.kill()
-    p.wait()
-
-
 def test_recovery_never_kills_a_foreign_pid_without_start_time(tsm, foreign):
     tsm.run("start", "sleep 700", "--name", "a", check=True)
     old = tsm.row("a")["pid"]
